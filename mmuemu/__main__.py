@@ -1,0 +1,4 @@
+"""``python -m mmuemu``."""
+from mmuemu.cli import console_main
+
+console_main()

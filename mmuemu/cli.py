@@ -1,0 +1,188 @@
+"""The ``mmuemu`` command line.
+
+    mmuemu run [options] BINARY [GUEST ARGS...]
+
+Everything after BINARY goes to the guest, even words that start with '-'.
+Errors are one line on stderr and a non-zero exit status: 2 for bad usage
+or input, the guest's own status otherwise (128+signal when it dies of one).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from typing import Any, NoReturn, Sequence
+
+from mmuemu import __version__
+from mmuemu._types import Arch
+from mmuemu.config import KernelConfig, RunConfig
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"mmuemu: error: {message}\n")
+
+
+def parse_size(text: str) -> int:
+    """'256M', '1G', '65536', '64K' → bytes."""
+    m = re.fullmatch(r"(\d+)([KMGkmg]?)(i?[Bb])?", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 256M or 1G)")
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+    return int(m.group(1)) * mult
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return v
+
+
+def build_parser() -> _Parser:
+    """The argument parser (also used to document the options in the README)."""
+    p = _Parser(prog="mmuemu", description="MMU and Linux page-fault emulator for static "
+                "x86-64 and arm64 guests.")
+    p.add_argument("--version", action="version", version=f"mmuemu {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    run = sub.add_parser("run", help="run a static guest binary through the MMU and fault model",
+                         description="Run BINARY; everything after it goes to the guest.")
+    run.add_argument("--stats", metavar="FILE", help="write the run's counters as JSON to FILE")
+    run.add_argument("--quiet", "-q", action="store_true",
+                     help="no counter summary on stderr")
+    run.add_argument("--root", metavar="DIR", default=".",
+                     help="sandbox directory that is the guest's / and cwd (default: .)")
+    run.add_argument("--strict", action="store_true",
+                     help="an unsupported syscall stops the run instead of returning -ENOSYS")
+    run.add_argument("--arch", choices=[a.label for a in Arch],
+                     help="expect this architecture (it is read from the ELF anyway)")
+    run.add_argument("--mem", type=parse_size, default=KernelConfig().mem_bytes,
+                     metavar="SIZE", help="emulated physical memory (default 1G)")
+    run.add_argument("--fault-around-bytes", type=_positive_int, metavar="N",
+                     default=KernelConfig().fault_around_bytes,
+                     help="fault-around window in bytes (default 65536; 4096 turns it off)")
+    run.add_argument("--ra-pages", type=_positive_int, metavar="N",
+                     default=KernelConfig().ra_pages, help="readahead window in pages (default 32)")
+    run.add_argument("--no-zero-page", action="store_true",
+                     help="read faults on anonymous memory allocate a page (no zero page)")
+    run.add_argument("--page-cache", choices=["warm", "cold"], default="warm",
+                     help="files start in the page cache (warm, default) or not (cold)")
+    run.add_argument("--insn-limit", type=_positive_int, default=0, metavar="N",
+                     help="stop the guest after N instructions (exit 124)")
+    run.add_argument("--time-limit", type=_seconds, default=0.0, metavar="SECONDS",
+                     help="stop the guest after this much wall time (exit 124)")
+    run.add_argument("binary", metavar="BINARY", help="static x86-64 or aarch64 ELF executable")
+    run.add_argument("guest_args", nargs=argparse.REMAINDER, metavar="ARGS",
+                     help="arguments for the guest")
+    return p
+
+
+def _fmt_count(n: int) -> str:
+    return f"{n:,}"
+
+
+def summary(stats: dict[str, Any], argv: Sequence[str]) -> str:
+    """A perf-stat-like counter summary."""
+    f = stats["faults"]
+    lines = [f"\n Performance counter stats for '{' '.join(argv)}' "
+             f"(mmuemu, {stats['arch']}):\n"]
+
+    def row(value: int, name: str, note: str = "") -> None:
+        lines.append(f"{_fmt_count(value):>18}      {name:<22}{('# ' + note) if note else ''}")
+
+    row(stats["instructions"], "instructions")
+    row(stats["syscalls"], "syscalls")
+    row(f["total"], "page-faults", f"{f['minor']:,} minor, {f['major']:,} major")
+    for kind, n in f["by_type"].items():
+        if n:
+            row(n, f"  {kind}")
+    row(stats["tlb_fills"], "tlb-fills", "soft-TLB refills (Unicorn)")
+    row(stats["page_walks"], "page-walks", f"{stats['page_walk_mem_refs']:,} table reads")
+    lines.append("")
+    lines.append(f"{stats['wall_seconds']:>18.6f} seconds time elapsed")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``mmuemu run``."""
+    from mmuemu.emu.machine import Machine, MachineError
+
+    if args.mem < (16 << 20) or args.mem % 4096:
+        print("mmuemu: error: --mem must be a multiple of 4K and at least 16M", file=sys.stderr)
+        return EXIT_USAGE
+    if args.fault_around_bytes < 4096 or args.fault_around_bytes & (args.fault_around_bytes - 1):
+        print("mmuemu: error: --fault-around-bytes must be a power of two >= 4096",
+              file=sys.stderr)
+        return EXIT_USAGE
+    kconfig = KernelConfig(mem_bytes=args.mem, fault_around_bytes=args.fault_around_bytes,
+                           ra_pages=args.ra_pages, use_zero_page=not args.no_zero_page,
+                           page_cache=args.page_cache)
+    rconfig = RunConfig(root=args.root, strict=args.strict, insn_limit=args.insn_limit,
+                        time_limit=args.time_limit)
+    try:
+        machine = Machine(args.binary, list(args.guest_args), kconfig, rconfig,
+                          expect_arch=Arch(args.arch) if args.arch else None)
+        result = machine.run()
+    except MachineError as e:
+        print(f"mmuemu: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.flush()
+    if result.message:
+        print(result.message, file=sys.stderr)
+    stats = machine.stats()
+    if args.stats:
+        try:
+            with open(args.stats, "w") as fh:
+                json.dump(stats, fh, indent=2, sort_keys=False)
+                fh.write("\n")
+        except OSError as e:
+            print(f"mmuemu: error: --stats {args.stats}: {e.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    if not args.quiet:
+        sys.stderr.write(summary(stats, [args.binary, *args.guest_args]))
+    return result.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mmuemu`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+    except KeyboardInterrupt:
+        print("mmuemu: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141
+    parser.error(f"unknown command {args.command}")
+
+
+def console_main() -> NoReturn:
+    """setuptools console-script wrapper."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise SystemExit(code)

@@ -1,0 +1,48 @@
+"""Run configuration: every knob with its Linux default and a help text.
+
+Frozen dataclasses, like gem5's SimObject params. Each knob that changes
+fault or event counts is recorded in the stats and trace headers
+(:meth:`KernelConfig.as_dict`), so two runs can be compared from their files.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _knob(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class KernelConfig:
+    """The sysctls and build options of the modelled kernel."""
+
+    mem_bytes: int = _knob(1 << 30, "emulated physical memory (--mem)")
+    fault_around_bytes: int = _knob(65536, "do_fault_around window (/sys/kernel/mm/..."
+                                           "fault_around_bytes); 4096 disables it")
+    ra_pages: int = _knob(32, "readahead window in pages (bdi ra_pages, 128 KiB)")
+    use_zero_page: bool = _knob(True, "read faults on anonymous memory map the zero page")
+    transparent_hugepage: str = _knob("never", "THP mode; only 'never' (4 KiB faults) is modelled")
+    stack_rlimit: int = _knob(8 << 20, "RLIMIT_STACK (ulimit -s)")
+    stack_guard_gap_pages: int = _knob(256, "stack_guard_gap in pages")
+    page_cache: str = _knob("warm", "files start in the page cache ('warm', like a second run) "
+                                    "or outside it ('cold', like a fresh boot)")
+    hw_access_flag: bool = _knob(True, "arm64: hardware Access Flag / DBM update (FEAT_HAFDBS)")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Knob values by name, for stats and trace headers."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """What a run needs besides the kernel knobs."""
+
+    root: str = _knob(".", "sandbox directory the guest's / resolves to (--root)")
+    strict: bool = _knob(False, "an unknown syscall is fatal instead of -ENOSYS (--strict)")
+    insn_limit: int = _knob(0, "stop after this many guest instructions; 0 = no limit")
+    time_limit: float = _knob(0.0, "stop after this many seconds of wall time; 0 = no limit")
+    env: tuple[str, ...] = _knob(("PATH=/bin:/usr/bin", "HOME=/", "TERM=dumb", "LANG=C"),
+                                 "the guest's environment")

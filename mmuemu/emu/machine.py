@@ -1,0 +1,369 @@
+"""One emulated machine: a Unicorn CPU, the MMU hardware model and the kernel model.
+
+Translation (fast mode): Unicorn runs with UC_TLB_VIRTUAL. On a soft-TLB
+miss it calls the native fill hook first, which walks the guest's page
+tables in emulated physical memory (setting accessed/dirty bits) and fills
+the entry; only when the walk fails does the Python fill hook run, which is
+a real page fault: it goes to the kernel model's do_user_addr_fault() →
+handle_mm_fault(), then walks again. Syscalls enter through UC_HOOK_INSN
+(x86-64 ``syscall``) or UC_HOOK_INTR (arm64 ``svc``). Instructions are
+counted per basic block by a native block hook (capstone counts each new
+block once).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import capstone
+import unicorn
+
+from mmuemu._types import Access, Arch
+from mmuemu.arch import BY_E_MACHINE, ArchSpec
+from mmuemu.arch.base import HwFault
+from mmuemu.config import KernelConfig, RunConfig
+from mmuemu.emu.cpu import CPUS
+from mmuemu.emu.native import NativeFastPath, hook_add_native
+from mmuemu.hw.physmem import PhysMem
+from mmuemu.kernel.binfmt_elf import ExecError, check_elf, load_elf_binary
+from mmuemu.kernel.fault import SIGSEGV, AccessType, do_user_addr_fault
+from mmuemu.kernel.kernel import Kernel
+from mmuemu.kernel.mm_types import File, MmStruct
+from mmuemu.kernel.mmap import find_vma
+from mmuemu.kernel.page_alloc import OutOfMemory
+from mmuemu.kernel.sched import TaskStruct
+from mmuemu.kernel.syscalls import (
+    StrictSyscallError, SyscallContext, TaskExit, dispatch, writeback_inode,
+)
+
+_ACCESS_TYPE = {Access.READ: AccessType.READ, Access.WRITE: AccessType.WRITE,
+                Access.FETCH: AccessType.EXEC}
+_ARM64_EXCP_SWI = 2
+
+
+class MachineError(Exception):
+    """The run cannot start or continue; the message is one line for the user."""
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How the guest ended."""
+
+    exit_code: int
+    signal: int = 0
+    message: str = ""
+    stop_reason: str = "exit"  # exit | signal | insn-limit | time-limit
+    wall_seconds: float = 0.0
+
+
+class UnicornTlb:
+    """The kernel's TLB-flush requests, carried out on Unicorn's soft TLB.
+
+    Unicorn 2.1.4 has no per-page flush: every request drops all of its
+    cached translations (uc_ctl UC_CTL_TLB_FLUSH). The counts say what the
+    kernel asked for, by kind.
+    """
+
+    def __init__(self) -> None:
+        self.uc: Optional[unicorn.Uc] = None
+        self.counts: dict[str, int] = {"page": 0, "range": 0, "mm": 0, "icache": 0,
+                                       "uc_flushes": 0}
+
+    def _flush(self) -> None:
+        if self.uc is not None:
+            self.uc.ctl(unicorn.unicorn_const.UC_CTL_TLB_FLUSH,
+                        unicorn.unicorn_const.UC_CTL_IO_WRITE)
+            self.counts["uc_flushes"] += 1
+
+    def flush_tlb_page(self, mm: MmStruct, addr: int) -> None:
+        self.counts["page"] += 1
+        self._flush()
+
+    def flush_tlb_range(self, mm: MmStruct, start: int, end: int) -> None:
+        self.counts["range"] += 1
+        self._flush()
+
+    def flush_tlb_mm(self, mm: MmStruct) -> None:
+        self.counts["mm"] += 1
+        self._flush()
+
+    def flush_icache_page(self, mm: MmStruct, addr: int, pfn: int) -> None:
+        self.counts["icache"] += 1
+
+
+def arch_of(path: str) -> ArchSpec:
+    """The ArchSpec for an ELF file, or MachineError naming the problem."""
+    try:
+        e_machine, _ = check_elf(path)
+    except ExecError as e:
+        raise MachineError(str(e)) from None
+    spec = BY_E_MACHINE.get(e_machine)
+    if spec is None:
+        raise MachineError(f"{path}: unsupported ELF machine {e_machine} "
+                           "(supported: x86_64, aarch64)")
+    return spec
+
+
+class Machine:
+    """Builds the machine, execs ``path`` as pid 1, and runs it to completion."""
+
+    def __init__(self, path: str, argv: list[str], kconfig: KernelConfig | None = None,
+                 rconfig: RunConfig | None = None,
+                 warn: Callable[[str], None] | None = None,
+                 expect_arch: Arch | None = None) -> None:
+        self.kconfig = kconfig or KernelConfig()
+        self.rconfig = rconfig or RunConfig()
+        self.warn = warn or (lambda msg: print(f"mmuemu: warning: {msg}", file=sys.stderr))
+        self.path = path
+        self.spec = arch_of(path)
+        if expect_arch is not None and expect_arch is not self.spec.arch:
+            raise MachineError(f"{path}: is a {self.spec.name} binary, not {expect_arch.label}")
+        if not os.path.isdir(self.rconfig.root):
+            raise MachineError(f"--root {self.rconfig.root}: not a directory")
+        self.phys = PhysMem(self.kconfig.mem_bytes)
+        self.tlb = UnicornTlb()
+        self.kern = Kernel(self.kconfig, self.phys, self.spec.pte_format(), self.tlb,
+                           root=self.rconfig.root)
+        cpu = CPUS[self.spec.arch]
+        self.regs = cpu.regs
+        self.uc = unicorn.Uc(cpu.uc_arch, cpu.uc_mode)
+        self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)
+        if self.spec.arch is Arch.ARM64:
+            self.uc.ctl_set_page_size(4096)
+        self.uc.mem_map_ptr(0, self.phys.size, unicorn.UC_PROT_ALL, self.phys.address())
+        self.tlb.uc = self.uc
+        self.native = NativeFastPath(self.phys, self.spec.arch, self.kconfig.hw_access_flag)
+        self._md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64) \
+            if self.spec.arch is Arch.X86_64 else \
+            capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
+        self.task = TaskStruct(pid=1, comm="", mm=self.kern.mm_alloc())
+        self._stdio()
+        argv_b = [os.fsencode(a) for a in [path, *argv]]
+        argv_b[0] = os.fsencode(path)
+        envp = [e.encode() for e in self.rconfig.env]
+        try:
+            self.exec = load_elf_binary(self.kern, self.task, path, argv_b, envp, self.spec.elf)
+        except ExecError as e:
+            raise MachineError(str(e)) from None
+        except OutOfMemory:
+            raise MachineError("out of emulated memory while loading the program "
+                               "(raise --mem)") from None
+        self.native.set_root(self.task.mm.pgd)
+        self.result: Optional[RunResult] = None
+        self._fault: Optional[HwFault] = None
+        self._pending_signal = 0
+        self._internal_error: Optional[BaseException] = None
+        self.sysctx = SyscallContext(kern=self.kern, task=self.task, abi=self.spec,
+                                     now_ns=self._now_ns, warn=self.warn,
+                                     strict=self.rconfig.strict)
+        self.syscalls = 0
+        self._install_hooks()
+
+    # --- setup --------------------------------------------------------------------
+    def _stdio(self) -> None:
+        vfs = self.kern.vfs
+        for fd, flags in ((0, 0), (1, 1), (2, 1)):
+            f: File = vfs.open_file(vfs.dev_null, flags, f"/dev/fd/{fd}")
+            f.host_fd = fd
+            self.task.files[fd] = f
+
+    def _install_hooks(self) -> None:
+        uc = self.uc
+        self._hooks: list[Any] = []
+        self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_TLB_FILL,
+                                           self.native.tlb_fill_addr, self.native.state_addr))
+        self._hooks.append(uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._on_tlb_fault))
+        self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_BLOCK,
+                                           self.native.block_hook_addr, self.native.state_addr))
+        self.native.set_count_block(self._count_block)
+        self.native.set_stop(uc)
+        if self.rconfig.insn_limit:
+            self.native.set_insn_limit(self.rconfig.insn_limit)
+        if self.spec.arch is Arch.X86_64:
+            self._hooks.append(uc.hook_add(unicorn.UC_HOOK_INSN, self._on_syscall_x86, None, 1, 0,
+                                           unicorn.x86_const.UC_X86_INS_SYSCALL))
+        else:
+            self._hooks.append(uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr_arm64))
+
+    # --- time and counting ----------------------------------------------------------
+    def _now_ns(self) -> int:
+        """Virtual time: one nanosecond per instruction (a 1 GHz, CPI 1 clock)."""
+        return self.native.insns
+
+    def _count_block(self, address: int, size: int) -> int:
+        """Instructions in a new basic block, counted once with capstone."""
+        code = bytearray()
+        va = address
+        end = address + size
+        while va < end:
+            res = self.native.walk(va, Access.FETCH)
+            if not res.ok:
+                break
+            n = min(end - va, 4096 - (va & 0xFFF))
+            code += self.phys.read(res.pa | (va & 0xFFF), n)
+            va += n
+        return sum(1 for _ in self._md.disasm_lite(bytes(code), address))
+
+    # --- faults ----------------------------------------------------------------------
+    def _hw_fault(self, vaddr: int, access: Access) -> HwFault:
+        res = self.native.walk(vaddr, access)
+        return HwFault(address=vaddr, access=_ACCESS_TYPE[access],
+                       present=res.level == 3 and not res.ok, level=res.level)
+
+    def _on_tlb_fault(self, uc: unicorn.Uc, vaddr: int, access: int, entry: Any,
+                      user_data: Any) -> bool:
+        """Second fill hook: the native walk failed, so this is a page fault."""
+        try:
+            acc = Access(access)
+            outcome = do_user_addr_fault(self.task, vaddr, _ACCESS_TYPE[acc])
+            if outcome.signal:
+                self._fault = self._hw_fault(vaddr, acc)
+                self._pending_signal = outcome.signal
+                return False
+            res = self.native.walk(vaddr, acc)
+            if not res.ok:
+                raise AssertionError(f"fault at {vaddr:#x} ({acc.name}) resolved by the kernel "
+                                     "but the page walk still fails")
+            entry.contents.paddr = res.pa
+            entry.contents.perms = res.perms
+            return True
+        except BaseException as e:  # never unwind through Unicorn
+            self._internal_error = e
+            uc.emu_stop()
+            return False
+
+    # --- syscalls --------------------------------------------------------------------
+    def _syscall(self, uc: unicorn.Uc) -> None:
+        spec = self.spec
+        nr = uc.reg_read(self.regs[spec.syscall_nr_reg])
+        args = tuple(uc.reg_read(self.regs[r]) for r in spec.syscall_arg_regs)
+        self.syscalls += 1
+        try:
+            ret = dispatch(self.sysctx, spec.syscall_names.get(nr), nr, args)
+        except TaskExit as e:
+            self.result = RunResult(exit_code=e.code)
+            uc.emu_stop()
+            return
+        except StrictSyscallError as e:
+            self._internal_error = MachineError(str(e))
+            uc.emu_stop()
+            return
+        except BaseException as e:
+            self._internal_error = e
+            uc.emu_stop()
+            return
+        uc.reg_write(self.regs[spec.syscall_ret_reg], ret & 0xFFFF_FFFF_FFFF_FFFF)
+
+    def _on_syscall_x86(self, uc: unicorn.Uc, user_data: Any) -> None:
+        self._syscall(uc)
+
+    def _on_intr_arm64(self, uc: unicorn.Uc, intno: int, user_data: Any) -> None:
+        if intno == _ARM64_EXCP_SWI:
+            self._syscall(uc)
+            return
+        self._internal_error = MachineError(f"unhandled arm64 exception {intno} at pc "
+                                            f"{uc.reg_read(self.regs['pc']):#x}")
+        uc.emu_stop()
+
+    # --- running ----------------------------------------------------------------------
+    def _segv_message(self, pc: int, sp: int) -> str:
+        f = self._fault
+        assert f is not None
+        vma = find_vma(self.task.mm, pc)
+        where = ""
+        if vma is not None and vma.vm_start <= pc and vma.vm_file is not None:
+            name = os.path.basename(vma.vm_file.path)
+            where = f" in {name}[{vma.vm_start:x}+{vma.vm_end - vma.vm_start:x}]"
+        code = self.spec.fault_code(f)
+        return self.spec.segfault_message(self.task.comm, self.task.pid, f, pc, sp, code, where)
+
+    def run(self) -> RunResult:
+        """Run until the guest exits, dies, or hits a limit."""
+        uc = self.uc
+        pc_reg, sp_reg = self.regs[self.spec.pc_reg], self.regs[self.spec.sp_reg]
+        uc.reg_write(sp_reg, self.exec.sp)
+        timeout_us = int(self.rconfig.time_limit * 1e6)
+        start = time.perf_counter()
+        try:
+            uc.emu_start(self.exec.entry, 0xFFFF_FFFF_FFFF_FFFF, timeout=timeout_us)
+            err: Optional[unicorn.UcError] = None
+        except unicorn.UcError as e:
+            err = e
+        wall = time.perf_counter() - start
+        if self._internal_error is not None:
+            e = self._internal_error
+            if isinstance(e, MachineError):
+                raise e
+            raise e
+        pc, sp = uc.reg_read(pc_reg), uc.reg_read(sp_reg)
+        if self.result is None:
+            if self._pending_signal:
+                msg = self._segv_message(pc, sp)
+                self.result = RunResult(exit_code=128 + self._pending_signal,
+                                        signal=self._pending_signal, message=msg,
+                                        stop_reason="signal")
+            elif self.native.limit_hit:
+                self.result = RunResult(exit_code=124, stop_reason="insn-limit",
+                                        message=f"instruction limit reached "
+                                                f"({self.rconfig.insn_limit} instructions)")
+            elif timeout_us and wall >= self.rconfig.time_limit:
+                self.result = RunResult(exit_code=124, stop_reason="time-limit",
+                                        message=f"time limit reached "
+                                                f"({self.rconfig.time_limit:g} s)")
+            elif err is not None:
+                self.result = RunResult(exit_code=128 + SIGSEGV, signal=SIGSEGV,
+                                        stop_reason="signal",
+                                        message=f"{self.task.comm}[{self.task.pid}]: "
+                                                f"CPU exception at ip {pc:016x}: {err}")
+            else:
+                self.result = RunResult(exit_code=0, stop_reason="exit")
+        self.result.wall_seconds = wall
+        self._sync_files()
+        return self.result
+
+    def _sync_files(self) -> None:
+        """sync(2) at shutdown: every dirty page-cache page reaches its host file."""
+        for inode in list(self.kern.vfs._inodes.values()):
+            writeback_inode(self.kern, inode)
+
+    def stats(self) -> dict[str, Any]:
+        """The run's counters (the --stats JSON)."""
+        vm = self.kern.vmstat
+        task = self.task
+        res = self.result
+        mm = task.mm
+        faults_total = task.counts.min_flt + task.counts.maj_flt
+        return {
+            "arch": self.spec.name,
+            "program": self.path,
+            "exit_code": res.exit_code if res else None,
+            "signal": res.signal if res else 0,
+            "stop_reason": res.stop_reason if res else None,
+            "instructions": self.native.insns,
+            "basic_blocks": self.native.blocks,
+            "syscalls": self.syscalls,
+            "faults": {
+                "total": faults_total,
+                "minor": task.counts.min_flt,
+                "major": task.counts.maj_flt,
+                "by_type": dict(vm.by_type),
+            },
+            "tlb_fills": self.native.fills,
+            "page_walks": self.native.walks,
+            "page_walk_mem_refs": self.native.walk_mem_refs,
+            "tlb_flush_requests": dict(self.tlb.counts),
+            "vmstat": {k: v for k, v in vm.as_dict().items() if k != "by_type"},
+            "mm": {"total_vm": mm.total_vm, "exec_vm": mm.exec_vm, "stack_vm": mm.stack_vm,
+                   "data_vm": mm.data_vm, "map_count": mm.map_count, "nr_ptes": mm.nr_ptes,
+                   "rss_anon": mm.rss_anon, "rss_file": mm.rss_file, "rss_shmem": mm.rss_shmem,
+                   "hiwater_rss": mm.hiwater_rss},
+            "memory": {"mem_bytes": self.kconfig.mem_bytes,
+                       "free_pages": self.kern.buddy.stats.nr_free_pages,
+                       "managed_pages": self.kern.buddy.stats.managed_pages},
+            "config": self.kconfig.as_dict(),
+            "wall_seconds": round(res.wall_seconds, 6) if res else None,
+        }

@@ -1,0 +1,165 @@
+"""The VFS side the mm model needs: inodes, open files, the sandbox root,
+address_space_operations and vm_operations_struct tables.
+
+Guest paths resolve inside the sandbox root: the guest's "/" is the host
+directory given by ``--root``; a path whose resolution (``..``, symlinks)
+leaves it is refused with -EACCES, and nothing outside is ever opened.
+/dev/zero and /dev/null are character devices provided by the model.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Optional
+
+from mmuemu.kernel.mm_types import AddressSpace, File, Inode, Page, VmFault, VmFaultReason
+from mmuemu.kernel.radix_tree import RadixTreeRoot
+
+if TYPE_CHECKING:
+    from mmuemu.kernel.kernel import Kernel
+
+S_IFCHR = stat.S_IFCHR
+S_IFREG = stat.S_IFREG
+DEV_NULL = (1 << 8) | 3
+DEV_ZERO = (1 << 8) | 5
+
+
+class AddressSpaceOperations:
+    """struct address_space_operations: how a file system moves page data.
+
+    The base class is a memory-only file system (no backing store): pages are
+    born zeroed and uptodate and writeback has nothing to do.
+    """
+
+    name = "simple_aops"
+
+    def readpage(self, kern: "Kernel", mapping: AddressSpace, page: Page) -> int:
+        """Fill ``page`` (already in the page cache) with file data."""
+        kern.phys.zero_frame(page.pfn)
+        return 0
+
+    def writepage(self, kern: "Kernel", mapping: AddressSpace, page: Page) -> int:
+        """Write one dirty page to the backing store."""
+        return 0
+
+
+class HostFsAops(AddressSpaceOperations):
+    """A disk-backed file system whose files are host files under the sandbox root."""
+
+    name = "hostfs_aops"
+
+    def readpage(self, kern: "Kernel", mapping: AddressSpace, page: Page) -> int:
+        inode = mapping.host
+        assert inode is not None and inode.host_path is not None
+        base = page.pfn << 12
+        kern.phys.zero_frame(page.pfn)
+        with open(inode.host_path, "rb") as f:
+            f.seek(page.index << 12)
+            data = f.read(4096)
+        if data:
+            kern.phys.write(base, data)
+        kern.vmstat.pgpgin += 1
+        return 0
+
+    def writepage(self, kern: "Kernel", mapping: AddressSpace, page: Page) -> int:
+        inode = mapping.host
+        assert inode is not None and inode.host_path is not None
+        start = page.index << 12
+        if start >= inode.i_size:
+            return 0
+        n = min(4096, inode.i_size - start)
+        with open(inode.host_path, "r+b") as f:
+            f.seek(start)
+            f.write(kern.phys.read(page.pfn << 12, n))
+        kern.vmstat.pgpgout += 1
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class VmOperations:
+    """struct vm_operations_struct (the entries the model uses)."""
+
+    name: str
+    fault: Callable[[VmFault], VmFaultReason]
+    map_pages: Optional[Callable[[VmFault, int, int], VmFaultReason]] = None
+    page_mkwrite: Optional[Callable[[VmFault], VmFaultReason]] = None
+
+
+class Vfs:
+    """Inodes by host path, and the sandboxed name space a guest sees."""
+
+    def __init__(self, kern: "Kernel", root: str) -> None:
+        self.kern = kern
+        self.root = os.path.realpath(root)
+        self._inodes: dict[str, Inode] = {}
+        self._next_ino = 2
+        self.hostfs_aops = HostFsAops()
+        self.simple_aops = AddressSpaceOperations()
+        from mmuemu.kernel.shmem import ShmemAops
+        self.shmem_aops: AddressSpaceOperations = ShmemAops()
+        self.dev_zero = self._new_inode(S_IFCHR | 0o666, 0, None, self.simple_aops, DEV_ZERO)
+        self.dev_null = self._new_inode(S_IFCHR | 0o666, 0, None, self.simple_aops, DEV_NULL)
+
+    def _new_inode(self, mode: int, size: int, host_path: str | None,
+                   aops: AddressSpaceOperations, rdev: int = 0) -> Inode:
+        kobj = self.kern.kobj
+        mapping = AddressSpace(kaddr=kobj.alloc(200), host=None,
+                               page_tree=RadixTreeRoot(), a_ops=aops)
+        kobj.register(mapping.kaddr, mapping)
+        inode = Inode(i_ino=self._next_ino, i_mode=mode, i_size=size,
+                      i_mapping=mapping, host_path=host_path, i_rdev=rdev)
+        self._next_ino += 1
+        mapping.host = inode
+        return inode
+
+    def host_inode(self, host_path: str) -> Inode:
+        """The inode of a host file (created on first use, then cached: iget)."""
+        real = os.path.realpath(host_path)
+        inode = self._inodes.get(real)
+        if inode is None:
+            st = os.stat(real)
+            inode = self._new_inode(S_IFREG | (st.st_mode & 0o7777), st.st_size, real,
+                                    self.hostfs_aops)
+            self._inodes[real] = inode
+        return inode
+
+    def forget(self, host_path: str) -> None:
+        """Drop a cached inode (after unlink)."""
+        self._inodes.pop(os.path.realpath(host_path), None)
+
+    def resolve(self, cwd: str, path: str) -> tuple[int, str]:
+        """Map a guest path to a host path inside the root.
+
+        Returns (0, host_path) or (-errno, ""). Device nodes resolve to
+        "/dev/zero" / "/dev/null" markers.
+        """
+        if not path:
+            return -errno.ENOENT, ""
+        guest = path if path.startswith("/") else os.path.join(cwd, path)
+        norm = os.path.normpath(guest)
+        if norm.startswith("//"):
+            norm = norm[1:]
+        if norm in ("/dev/zero", "/dev/null"):
+            return 0, norm
+        # ".." that climbs above "/" is refused, not clamped.
+        depth = 0
+        for part in guest.split("/"):
+            if part in ("", "."):
+                continue
+            depth = depth - 1 if part == ".." else depth + 1
+            if depth < 0:
+                return -errno.EACCES, ""
+        host = os.path.join(self.root, norm.lstrip("/"))
+        real = os.path.realpath(host)
+        if real != self.root and not real.startswith(self.root + os.sep):
+            return -errno.EACCES, ""
+        return 0, real
+
+    def open_file(self, inode: Inode, flags: int, path: str) -> File:
+        """A struct file for ``inode`` (readahead window from the machine config)."""
+        f = File(f_inode=inode, f_mapping=inode.i_mapping, f_flags=flags,
+                 f_mode=flags & 3, path=path)
+        f.f_ra.ra_pages = self.kern.config.ra_pages
+        return f

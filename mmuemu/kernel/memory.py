@@ -1,0 +1,412 @@
+"""The page-fault path (mm/memory.c).
+
+    handle_mm_fault → __handle_mm_fault → handle_pte_fault
+        pte none, anonymous VMA  → do_anonymous_page   (zero page on read)
+        pte none, file VMA       → do_linear_fault → do_read_fault (+ do_fault_around)
+                                                   → do_cow_fault
+                                                   → do_shared_fault
+        pte not present          → do_swap_page
+        write, pte read-only     → do_wp_page → wp_page_reuse / wp_page_copy / wp_page_shared
+        otherwise                → mark young/dirty (access-flag / spurious fault)
+
+Structure and names are Linux 3.15+'s (do_linear_fault dispatching to
+do_read_fault/do_cow_fault/do_shared_fault, fault-around in do_read_fault);
+behaviour follows the host's 6.x kernel where it differs in what a program
+sees. Handlers return VM_FAULT_* bits, never raise for guest errors.
+
+TLB rules, as in Linux: filling a PTE that was empty needs no flush ("it was
+non-present before"); replacing or downgrading a present PTE does
+(ptep_clear_flush in wp_page_copy).
+"""
+from __future__ import annotations
+
+from mmuemu.kernel.mm_types import (
+    PG, VM, FaultFlag, FaultKind, MmStruct, Page, PageAnon, PageTest, SetPage,
+    VmAreaStruct, VmFault, VmFaultReason, VM_FAULT_ERROR,
+)
+from mmuemu.kernel.filemap import lru_cache_add, set_page_dirty, unlock_page
+from mmuemu.kernel.page_alloc import OutOfMemory
+from mmuemu.kernel.pgtable import (
+    ptep_clear_flush, ptep_get, pte_offset_alloc, set_pte_at,
+)
+from mmuemu.kernel.rmap import (
+    anon_vma_prepare, linear_page_index, page_add_file_rmap, page_add_new_anon_rmap,
+    page_move_anon_rmap, page_remove_rmap,
+)
+
+
+def vma_is_anonymous(vma: VmAreaStruct) -> bool:
+    """vma_is_anonymous(): no vm_ops (private anonymous memory, stack, heap, bss)."""
+    return vma.vm_ops is None
+
+
+def vm_normal_page(vma: VmAreaStruct, addr: int, pte: int) -> Page | None:
+    """vm_normal_page(): the struct page behind a PTE, None for special ones (zero page)."""
+    kern = vma.vm_mm.kernel
+    if kern.fmt.pte_special(pte):
+        return None
+    return kern.pfn_to_page(kern.fmt.pte_pfn(pte))
+
+
+def update_mmu_cache(vma: VmAreaStruct, address: int, pte: int) -> None:
+    """update_mmu_cache(): arch hook after a PTE is set.
+
+    On arm64 this is where an executable page gets its I-cache synchronised
+    (set_pte_at → __sync_icache_dcache); the MMU side decides whether it
+    costs anything.
+    """
+    if vma.vm_flags & VM.EXEC:
+        kern = vma.vm_mm.kernel
+        kern.tlb.flush_icache_page(vma.vm_mm, address, kern.fmt.pte_pfn(pte))
+
+
+def _mk_pte(vma: VmAreaStruct, page_pfn: int, write: bool) -> int:
+    fmt = vma.vm_mm.kernel.fmt
+    entry = fmt.pfn_pte(page_pfn, vma.vm_page_prot)
+    if write:
+        entry = fmt.pte_mkwrite(fmt.pte_mkdirty(entry))
+    return entry
+
+
+def do_set_pte(vma: VmAreaStruct, address: int, page: Page, pte_pa: int,
+               write: bool, anon: bool) -> None:
+    """do_set_pte(): install a PTE for ``page`` (caller holds a page reference for it)."""
+    entry = _mk_pte(vma, page.pfn, write)
+    if anon:
+        page_add_new_anon_rmap(page, vma, address)
+        lru_cache_add(page, "active_anon")
+    else:
+        page_add_file_rmap(page, vma)
+    set_pte_at(vma.vm_mm, address, pte_pa, entry)
+    # no need to invalidate: it was non-present before
+    update_mmu_cache(vma, address, entry)
+
+
+def mm_account_fault(mm: MmStruct, flags: FaultFlag, ret: VmFaultReason,
+                     counts: "FaultCounts | None") -> None:
+    """mm_account_fault(): PGFAULT always; per-task maj/min only for successful faults."""
+    if ret & VmFaultReason.RETRY:
+        return
+    mm.kernel.vmstat.pgfault += 1
+    if ret & VM_FAULT_ERROR:
+        return
+    if counts is not None:
+        if ret & VmFaultReason.MAJOR or flags & FaultFlag.TRIED:
+            counts.maj_flt += 1
+        else:
+            counts.min_flt += 1
+
+
+class FaultCounts:
+    """The per-task fault counters getrusage() reports (task_struct min_flt/maj_flt)."""
+
+    __slots__ = ("min_flt", "maj_flt")
+
+    def __init__(self) -> None:
+        self.min_flt = 0
+        self.maj_flt = 0
+
+
+def handle_mm_fault(vma: VmAreaStruct, address: int, flags: FaultFlag,
+                    counts: FaultCounts | None = None) -> tuple[VmFaultReason, FaultKind]:
+    """handle_mm_fault(): resolve a fault at ``address`` inside ``vma``.
+
+    Requires: the caller (the arch fault handler) found ``vma`` and checked
+    the access against vm_flags. Returns the VM_FAULT_* result and which
+    handler resolved it.
+    """
+    ret, kind = __handle_mm_fault(vma, address, flags)
+    mm_account_fault(vma.vm_mm, flags, ret, counts)
+    if not ret & VM_FAULT_ERROR:
+        vma.vm_mm.kernel.vmstat.by_type[kind.value] += 1
+    return ret, kind
+
+
+def __handle_mm_fault(vma: VmAreaStruct, address: int,
+                      flags: FaultFlag) -> tuple[VmFaultReason, FaultKind]:
+    """__handle_mm_fault(): build the vm_fault, allocate page tables, go to the PTE."""
+    vmf = VmFault(vma=vma, address=address & ~0xFFF, real_address=address, flags=flags,
+                  pgoff=linear_page_index(vma, address))
+    try:
+        vmf.pte_pa = pte_offset_alloc(vma.vm_mm, address)
+    except OutOfMemory:
+        return VmFaultReason.OOM, vmf.kind
+    try:
+        ret = handle_pte_fault(vmf)
+    except OutOfMemory:
+        ret = VmFaultReason.OOM
+    return ret, vmf.kind
+
+
+def handle_pte_fault(vmf: VmFault) -> VmFaultReason:
+    """handle_pte_fault(): classify the PTE and call the handler."""
+    vma = vmf.vma
+    mm = vma.vm_mm
+    fmt = mm.kernel.fmt
+    entry = ptep_get(mm, vmf.pte_pa)
+    vmf.orig_pte = entry
+    if not fmt.pte_present(entry):
+        if fmt.pte_none(entry):
+            if vma_is_anonymous(vma):
+                return do_anonymous_page(vmf)
+            return do_linear_fault(vmf)
+        return do_swap_page(vmf)
+    if vmf.flags & FaultFlag.WRITE:
+        if not fmt.pte_write(entry):
+            return do_wp_page(vmf)
+        entry = fmt.pte_mkdirty(entry)
+    entry = fmt.pte_mkyoung(entry)
+    vmf.kind = FaultKind.SPURIOUS
+    if entry != vmf.orig_pte:  # ptep_set_access_flags()
+        set_pte_at(mm, vmf.address, vmf.pte_pa, entry)
+        update_mmu_cache(vma, vmf.address, entry)
+    else:  # flush_tlb_fix_spurious_fault()
+        mm.kernel.tlb.flush_tlb_page(mm, vmf.address)
+    return VmFaultReason.NONE
+
+
+def do_anonymous_page(vmf: VmFault) -> VmFaultReason:
+    """do_anonymous_page(): first touch of private anonymous memory.
+
+    A read maps the shared zero page read-only (special PTE); a write
+    allocates a zeroed page, links it into the VMA's anon_vma and maps it
+    writable and dirty.
+    """
+    vma = vmf.vma
+    mm = vma.vm_mm
+    kern = mm.kernel
+    fmt = kern.fmt
+    if vma.vm_flags & VM.SHARED:
+        return VmFaultReason.SIGBUS
+    if not vmf.flags & FaultFlag.WRITE and kern.config.use_zero_page:
+        entry = fmt.pte_mkspecial(fmt.pfn_pte(kern.zero_pfn, vma.vm_page_prot))
+        set_pte_at(mm, vmf.address, vmf.pte_pa, entry)
+        update_mmu_cache(vma, vmf.address, entry)
+        vmf.kind = FaultKind.ZERO
+        return VmFaultReason.NONE
+    anon_vma_prepare(vma)
+    page = kern.alloc_page(zero=True)  # alloc_zeroed_user_highpage_movable
+    SetPage(page, PG.uptodate)
+    do_set_pte(vma, vmf.address, page, vmf.pte_pa,
+               write=bool(vma.vm_flags & VM.WRITE), anon=True)
+    _update_hiwater_rss(mm)
+    vmf.kind = FaultKind.ANON
+    return VmFaultReason.NONE
+
+
+def _update_hiwater_rss(mm: MmStruct) -> None:
+    rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
+    if rss > mm.hiwater_rss:
+        mm.hiwater_rss = rss
+
+
+def __do_fault(vmf: VmFault) -> VmFaultReason:
+    """__do_fault(): call vma->vm_ops->fault; the page comes back locked with a reference."""
+    ops = vmf.vma.vm_ops
+    assert ops is not None
+    ret = ops.fault(vmf)
+    if ret & (VM_FAULT_ERROR | VmFaultReason.NOPAGE | VmFaultReason.RETRY):
+        return ret
+    return ret
+
+
+def do_fault_around(vmf: VmFault) -> VmFaultReason:
+    """do_fault_around(): map cached neighbours in a fault_around_bytes window.
+
+    The window is aligned to fault_around_pages, clamped to the VMA and to
+    the last-level table, as in Linux 6.x.
+    """
+    vma = vmf.vma
+    nr_pages = vma.vm_mm.kernel.fault_around_pages
+    pte_off = (vmf.address >> 12) & 511
+    vma_off = vmf.pgoff - vma.vm_pgoff
+    from_pte = max(pte_off & ~(nr_pages - 1), pte_off - min(pte_off, vma_off))
+    vma_pages = (vma.vm_end - vma.vm_start) >> 12
+    to_pte = min(from_pte + nr_pages, 512, pte_off + vma_pages - vma_off) - 1
+    ops = vma.vm_ops
+    assert ops is not None and ops.map_pages is not None
+    return ops.map_pages(vmf, vmf.pgoff + from_pte - pte_off, vmf.pgoff + to_pte - pte_off)
+
+
+def do_read_fault(vmf: VmFault) -> VmFaultReason:
+    """do_read_fault(): read fault on a file mapping, fault-around first."""
+    vma = vmf.vma
+    ops = vma.vm_ops
+    assert ops is not None
+    vmf.kind = FaultKind.FILE
+    if ops.map_pages is not None and vma.vm_mm.kernel.fault_around_pages > 1:
+        ret = do_fault_around(vmf)
+        if ret:
+            return ret
+    ret = __do_fault(vmf)
+    if ret & (VM_FAULT_ERROR | VmFaultReason.NOPAGE | VmFaultReason.RETRY):
+        return ret
+    page = vmf.page
+    assert page is not None
+    # finish_fault(): the reference from ->fault is the one the PTE keeps
+    do_set_pte(vma, vmf.address, page, vmf.pte_pa, write=False, anon=False)
+    unlock_page(page)
+    return ret
+
+
+def do_cow_fault(vmf: VmFault) -> VmFaultReason:
+    """do_cow_fault(): write fault on a private file mapping: copy the file page."""
+    vma = vmf.vma
+    kern = vma.vm_mm.kernel
+    vmf.kind = FaultKind.COW
+    anon_vma_prepare(vma)
+    new_page = kern.alloc_page()
+    vmf.cow_page = new_page
+    ret = __do_fault(vmf)
+    if ret & (VM_FAULT_ERROR | VmFaultReason.NOPAGE | VmFaultReason.RETRY):
+        kern.put_page(new_page)
+        return ret
+    page = vmf.page
+    assert page is not None
+    kern.phys.copy_frame(new_page.pfn, page.pfn)  # copy_user_highpage
+    SetPage(new_page, PG.uptodate)
+    unlock_page(page)
+    kern.put_page(page)
+    kern.vmstat.cow_copies += 1
+    do_set_pte(vma, vmf.address, new_page, vmf.pte_pa, write=True, anon=True)
+    _update_hiwater_rss(vma.vm_mm)
+    return ret
+
+
+def do_shared_fault(vmf: VmFault) -> VmFaultReason:
+    """do_shared_fault(): write fault on a shared file mapping: page_mkwrite, map dirty."""
+    vma = vmf.vma
+    kern = vma.vm_mm.kernel
+    vmf.kind = FaultKind.SHARED
+    ret = __do_fault(vmf)
+    if ret & (VM_FAULT_ERROR | VmFaultReason.NOPAGE | VmFaultReason.RETRY):
+        return ret
+    page = vmf.page
+    assert page is not None
+    ops = vma.vm_ops
+    if ops is not None and ops.page_mkwrite is not None:
+        unlock_page(page)
+        tmp = ops.page_mkwrite(vmf)
+        if tmp & VM_FAULT_ERROR:
+            kern.put_page(page)
+            return tmp
+    do_set_pte(vma, vmf.address, page, vmf.pte_pa, write=True, anon=False)
+    set_page_dirty(kern, page)  # fault_dirty_shared_page()
+    unlock_page(page)
+    _update_hiwater_rss(vma.vm_mm)
+    return ret
+
+
+def do_linear_fault(vmf: VmFault) -> VmFaultReason:
+    """do_linear_fault() (do_fault() in 6.x): pick read, COW or shared."""
+    vma = vmf.vma
+    if vma.vm_ops is None or vma.vm_ops.fault is None:
+        return VmFaultReason.SIGBUS
+    if not vmf.flags & FaultFlag.WRITE:
+        ret = do_read_fault(vmf)
+    elif not vma.vm_flags & VM.SHARED:
+        ret = do_cow_fault(vmf)
+    else:
+        ret = do_shared_fault(vmf)
+    _update_hiwater_rss(vma.vm_mm)
+    return ret
+
+
+def do_swap_page(vmf: VmFault) -> VmFaultReason:
+    """do_swap_page(): the PTE holds a swap entry. Swap is not modelled yet."""
+    vmf.kind = FaultKind.SWAP
+    return VmFaultReason.SIGBUS
+
+
+def do_wp_page(vmf: VmFault) -> VmFaultReason:
+    """do_wp_page(): write to a present, write-protected PTE.
+
+    Zero page or other special PTE: copy (to a fresh zeroed page). Anonymous
+    page mapped once and referenced only by us: reuse it in place. Shared
+    writable mapping: page_mkwrite and make it writable. Otherwise copy.
+    """
+    vma = vmf.vma
+    kern = vma.vm_mm.kernel
+    page = vm_normal_page(vma, vmf.address, vmf.orig_pte)
+    vmf.page = page
+    if page is None:
+        if vma.vm_flags & (VM.WRITE | VM.SHARED) == (VM.WRITE | VM.SHARED):
+            return wp_pfn_shared(vmf)
+        return wp_page_copy(vmf)
+    if PageAnon(page):
+        # 6.x: reuse when we hold the only reference (folio_ref_count == 1 and
+        # not in the swap cache); the page moves to our anon_vma.
+        if page._count == 1 and page._mapcount == 0 and not PageTest(page, PG.owner_priv_1):
+            page_move_anon_rmap(page, vma)
+            kern.vmstat.cow_reuses += 1
+            vmf.kind = FaultKind.WP
+            return wp_page_reuse(vmf)
+    elif vma.vm_flags & (VM.WRITE | VM.SHARED) == (VM.WRITE | VM.SHARED):
+        return wp_page_shared(vmf)
+    kern.get_page(page)
+    return wp_page_copy(vmf)
+
+
+def wp_page_reuse(vmf: VmFault) -> VmFaultReason:
+    """wp_page_reuse(): make the existing PTE writable, young and dirty (no flush:
+    the old translation only lacked write permission)."""
+    vma = vmf.vma
+    fmt = vma.vm_mm.kernel.fmt
+    entry = fmt.pte_mkyoung(vmf.orig_pte)
+    entry = fmt.pte_mkwrite(fmt.pte_mkdirty(entry))
+    set_pte_at(vma.vm_mm, vmf.address, vmf.pte_pa, entry)
+    update_mmu_cache(vma, vmf.address, entry)
+    return VmFaultReason.WRITE
+
+
+def wp_pfn_shared(vmf: VmFault) -> VmFaultReason:
+    """wp_pfn_shared(): a special PTE in a shared writable mapping: just make it writable."""
+    vmf.kind = FaultKind.SHARED
+    return wp_page_reuse(vmf)
+
+
+def wp_page_shared(vmf: VmFault) -> VmFaultReason:
+    """wp_page_shared(): first write to a clean page of a shared file mapping."""
+    vma = vmf.vma
+    kern = vma.vm_mm.kernel
+    page = vmf.page
+    assert page is not None
+    vmf.kind = FaultKind.SHARED
+    ops = vma.vm_ops
+    if ops is not None and ops.page_mkwrite is not None:
+        kern.get_page(page)
+        tmp = ops.page_mkwrite(vmf)
+        unlock_page(page)
+        kern.put_page(page)
+        if tmp & VM_FAULT_ERROR:
+            return tmp
+    set_page_dirty(kern, page)
+    return wp_page_reuse(vmf)
+
+
+def wp_page_copy(vmf: VmFault) -> VmFaultReason:
+    """wp_page_copy(): break COW: copy (or zero, for the zero page) into a new
+    anonymous page, replace the PTE with ptep_clear_flush, drop the old mapping."""
+    vma = vmf.vma
+    mm = vma.vm_mm
+    kern = mm.kernel
+    old_page = vmf.page
+    anon_vma_prepare(vma)
+    if old_page is None:
+        new_page = kern.alloc_page(zero=True)
+        vmf.kind = FaultKind.WP
+    else:
+        new_page = kern.alloc_page()
+        kern.phys.copy_frame(new_page.pfn, old_page.pfn)  # cow_user_page
+        kern.vmstat.cow_copies += 1
+        vmf.kind = FaultKind.COW
+    SetPage(new_page, PG.uptodate)
+    if old_page is not None:
+        page_remove_rmap(old_page, vma)
+    ptep_clear_flush(vma, vmf.address, vmf.pte_pa)
+    do_set_pte(vma, vmf.address, new_page, vmf.pte_pa, write=True, anon=True)
+    if old_page is not None:
+        kern.put_page(old_page)  # the PTE's reference
+        kern.put_page(old_page)  # ours, from do_wp_page
+    _update_hiwater_rss(mm)
+    return VmFaultReason.WRITE

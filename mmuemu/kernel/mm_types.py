@@ -1,0 +1,373 @@
+"""The mm structures: struct page, vm_area_struct, mm_struct, file, inode,
+address_space, anon_vma, anon_vma_chain and struct vm_fault.
+
+Models include/linux/mm_types.h, include/linux/fs.h and include/linux/rmap.h.
+Field names are the kernel's, so a reader can hold this beside the seeds.
+
+Kernel pointers that are *values* (page->mapping with its PAGE_MAPPING_ANON
+low bit) are kernel virtual addresses handed out by :class:`kobjects.KObjects`;
+everything else is an ordinary Python reference.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from mmuemu.kernel.kernel import Kernel
+    from mmuemu.kernel.radix_tree import RadixTreeRoot
+    from mmuemu.kernel.fs import AddressSpaceOperations, VmOperations
+
+
+class PG(enum.IntEnum):
+    """enum pageflags, numbered as the seed's 4.x kernel numbers them.
+
+    The seed's page->flags dumps decode with these bit numbers: a shmem page
+    0x...40038 = uptodate|dirty|lru|swapbacked, an anon stack page
+    0x...4006c = referenced|uptodate|lru|active|swapbacked.
+    """
+
+    locked = 0
+    error = 1
+    referenced = 2
+    uptodate = 3
+    dirty = 4
+    lru = 5
+    active = 6
+    waiters = 7
+    slab = 8
+    owner_priv_1 = 9  # PG_swapcache for anon pages
+    arch_1 = 10  # PG_dcache_clean on arm64
+    reserved = 11
+    private = 12
+    private_2 = 13
+    writeback = 14
+    head = 15
+    mappedtodisk = 16
+    reclaim = 17  # PG_readahead for page-cache pages
+    swapbacked = 18
+    unevictable = 19
+    mlocked = 20
+
+
+PG_swapcache = PG.owner_priv_1
+PG_readahead = PG.reclaim
+PG_dcache_clean = PG.arch_1
+
+PAGE_MAPPING_ANON = 0x1
+
+
+class VM(enum.IntFlag):
+    """vm_flags bits (include/linux/mm.h)."""
+
+    NONE = 0
+    READ = 0x00000001
+    WRITE = 0x00000002
+    EXEC = 0x00000004
+    SHARED = 0x00000008
+    MAYREAD = 0x00000010
+    MAYWRITE = 0x00000020
+    MAYEXEC = 0x00000040
+    MAYSHARE = 0x00000080
+    GROWSDOWN = 0x00000100
+    PFNMAP = 0x00000400
+    DENYWRITE = 0x00000800
+    LOCKED = 0x00002000
+    IO = 0x00004000
+    SEQ_READ = 0x00008000
+    RAND_READ = 0x00010000
+    DONTCOPY = 0x00020000
+    DONTEXPAND = 0x00040000
+    ACCOUNT = 0x00100000
+    NORESERVE = 0x00200000
+    HUGETLB = 0x00400000
+    NONLINEAR = 0x00800000
+
+
+VM_STACK_FLAGS = VM.GROWSDOWN | VM.ACCOUNT  # plus VM_DATA_DEFAULT_FLAGS at use
+VM_DATA_DEFAULT_FLAGS = VM.READ | VM.WRITE | VM.MAYREAD | VM.MAYWRITE | VM.MAYEXEC
+
+
+class VmFaultReason(enum.IntFlag):
+    """vm_fault_t VM_FAULT_* result bits (include/linux/mm_types.h)."""
+
+    NONE = 0
+    OOM = 0x000001
+    SIGBUS = 0x000002
+    MAJOR = 0x000004
+    WRITE = 0x000008  # historical: fault did a COW (3.x)
+    HWPOISON = 0x000010
+    SIGSEGV = 0x000040
+    NOPAGE = 0x000100
+    LOCKED = 0x000200
+    RETRY = 0x000400
+    FALLBACK = 0x000800
+    DONE_COW = 0x001000
+
+
+VM_FAULT_ERROR = VmFaultReason.OOM | VmFaultReason.SIGBUS | VmFaultReason.SIGSEGV | VmFaultReason.HWPOISON
+
+
+class FaultFlag(enum.IntFlag):
+    """FAULT_FLAG_* inputs to handle_mm_fault."""
+
+    NONE = 0
+    WRITE = 0x01
+    MKWRITE = 0x02
+    ALLOW_RETRY = 0x04
+    RETRY_NOWAIT = 0x08
+    KILLABLE = 0x10
+    TRIED = 0x20
+    USER = 0x40
+    REMOTE = 0x80
+    INSTRUCTION = 0x100
+    INTERRUPTIBLE = 0x200
+    UNSHARE = 0x400
+
+
+class FaultKind(enum.Enum):
+    """Which handler resolved a fault: the ``faults.by_type`` keys of the stats.
+
+    anon: do_anonymous_page allocated a page. zero: do_anonymous_page mapped
+    the zero page. file: do_read_fault (page-cache page, read only, or mapped
+    by fault-around). cow: a private copy of a real page (do_cow_fault,
+    wp_page_copy). wp: a write-protect fault that copied nothing real (zero
+    page broken to a new page, or an exclusive anon page reused). shared:
+    do_shared_fault / wp_page_shared. swap: do_swap_page. spurious: the PTE
+    already allowed the access (access-flag update, stale translation).
+    """
+
+    ANON = "anon"
+    ZERO = "zero"
+    FILE = "file"
+    COW = "cow"
+    WP = "wp"
+    SHARED = "shared"
+    SWAP = "swap"
+    SPURIOUS = "spurious"
+
+
+@dataclass(slots=True, eq=False)
+class Page:
+    """struct page: one per page frame in use (created when first allocated).
+
+    _count is the reference count (later kernels: _refcount); _mapcount starts
+    at -1 (page_mapped() is _mapcount >= 0); mapping is a kernel address whose
+    low bit PAGE_MAPPING_ANON says it points at an anon_vma rather than an
+    address_space; index is the page offset within the mapping.
+    """
+
+    pfn: int
+    flags: int = 0
+    _count: int = 0
+    _mapcount: int = -1
+    mapping: int = 0
+    index: int = 0
+    private: int = 0
+    lru: Optional[str] = None  # which LRU list the page is on, None if off-LRU
+    #: what the frame is used for when it is not a user page ("pgtable", "zero")
+    kind: str = "user"
+
+
+def PageTest(page: Page, bit: PG) -> bool:
+    """Test one page flag (the PageXxx() accessors)."""
+    return bool(page.flags >> bit & 1)
+
+
+def SetPage(page: Page, bit: PG) -> None:
+    """Set one page flag (SetPageXxx / __SetPageXxx)."""
+    page.flags |= 1 << bit
+
+
+def ClearPage(page: Page, bit: PG) -> None:
+    """Clear one page flag (ClearPageXxx)."""
+    page.flags &= ~(1 << bit)
+
+
+def TestClearPage(page: Page, bit: PG) -> bool:
+    """TestClearPageXxx: clear the flag, say whether it was set."""
+    was = bool(page.flags >> bit & 1)
+    page.flags &= ~(1 << bit)
+    return was
+
+
+def PageAnon(page: Page) -> bool:
+    """page->mapping has the PAGE_MAPPING_ANON bit set."""
+    return bool(page.mapping & PAGE_MAPPING_ANON)
+
+
+def page_mapcount(page: Page) -> int:
+    """Number of PTEs mapping the page."""
+    return page._mapcount + 1
+
+
+def page_mapped(page: Page) -> bool:
+    """Whether any PTE maps the page (_mapcount >= 0)."""
+    return page._mapcount >= 0
+
+
+@dataclass(slots=True, eq=False)
+class Inode:
+    """struct inode: what the model needs of it."""
+
+    i_ino: int
+    i_mode: int
+    i_size: int
+    i_mapping: "AddressSpace"
+    #: host path backing a disk file, or None (shmem, devices)
+    host_path: Optional[str] = None
+    i_nlink: int = 1
+    i_rdev: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class AddressSpace:
+    """struct address_space: a file's page cache and its mappings.
+
+    page_tree is the radix tree of cached pages indexed by page offset;
+    i_mmap holds every VMA mapping the file (an interval tree in Linux; here a
+    list kept in insertion order, looked up by pgoff range).
+    """
+
+    kaddr: int
+    host: Optional[Inode]
+    page_tree: "RadixTreeRoot"
+    a_ops: "AddressSpaceOperations"
+    nrpages: int = 0
+    i_mmap: list["VmAreaStruct"] = field(default_factory=list)
+    i_mmap_writable: int = 0
+    writeback_index: int = 0
+    flags: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class FileRaState:
+    """struct file_ra_state: per-open-file readahead state."""
+
+    start: int = 0
+    size: int = 0
+    async_size: int = 0
+    ra_pages: int = 32
+    mmap_miss: int = 0
+    prev_pos: int = -1
+
+
+@dataclass(slots=True, eq=False)
+class File:
+    """struct file: an open file description."""
+
+    f_inode: Inode
+    f_mapping: AddressSpace
+    f_flags: int
+    f_mode: int
+    path: str  # the guest path it was opened by (d_path)
+    f_pos: int = 0
+    f_count: int = 1
+    f_ra: FileRaState = field(default_factory=FileRaState)
+    f_op: str = "generic"
+    #: host descriptor for the standard streams (a tty-like char device), else -1
+    host_fd: int = -1
+
+
+@dataclass(slots=True, eq=False)
+class AnonVma:
+    """struct anon_vma: where anonymous pages of related VMAs point.
+
+    root is the oldest anon_vma of the fork tree (itself for a fresh one);
+    head lists the anon_vma_chains of every VMA that may map its pages
+    (an interval tree keyed by pgoff in later kernels).
+    """
+
+    kaddr: int
+    root: Optional["AnonVma"] = None
+    refcount: int = 1
+    degree: int = 1
+    parent: Optional["AnonVma"] = None
+    head: list["AnonVmaChain"] = field(default_factory=list)
+
+
+@dataclass(slots=True, eq=False)
+class AnonVmaChain:
+    """struct anon_vma_chain: links one VMA with one anon_vma (both lists)."""
+
+    vma: "VmAreaStruct"
+    anon_vma: AnonVma
+
+
+@dataclass(slots=True, eq=False)
+class VmAreaStruct:
+    """struct vm_area_struct: one mapped region [vm_start, vm_end) of an mm."""
+
+    vm_mm: "MmStruct"
+    vm_start: int
+    vm_end: int
+    vm_flags: VM
+    vm_page_prot: int
+    vm_pgoff: int = 0
+    vm_file: Optional[File] = None
+    vm_ops: Optional["VmOperations"] = None
+    anon_vma: Optional[AnonVma] = None
+    anon_vma_chain: list[AnonVmaChain] = field(default_factory=list)
+    vm_private_data: object = None
+
+    def __repr__(self) -> str:
+        return f"<vma {self.vm_start:#x}-{self.vm_end:#x} {int(self.vm_flags):#x}>"
+
+
+@dataclass(slots=True, eq=False)
+class MmStruct:
+    """struct mm_struct: one address space.
+
+    The VMAs are kept in address order in ``mmap`` (the vm_next list) with a
+    parallel list of vm_end values for binary search (find_vma); pgd is the
+    physical address of the top-level page table.
+    """
+
+    kernel: "Kernel"
+    pgd: int
+    mmap: list[VmAreaStruct] = field(default_factory=list)
+    vm_ends: list[int] = field(default_factory=list)
+    mmap_base: int = 0
+    task_size: int = 0
+    map_count: int = 0
+    total_vm: int = 0
+    exec_vm: int = 0
+    stack_vm: int = 0
+    data_vm: int = 0
+    nr_ptes: int = 0
+    rss_file: int = 0
+    rss_anon: int = 0
+    rss_shmem: int = 0
+    rss_swap: int = 0
+    hiwater_rss: int = 0
+    start_code: int = 0
+    end_code: int = 0
+    start_data: int = 0
+    end_data: int = 0
+    start_brk: int = 0
+    brk: int = 0
+    start_stack: int = 0
+    arg_start: int = 0
+    arg_end: int = 0
+    env_start: int = 0
+    env_end: int = 0
+    mm_users: int = 1
+    #: ASID (arm64) / PCID (x86-64) given to this address space
+    context_id: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class VmFault:
+    """struct vm_fault: the one parameter object threaded down the fault path."""
+
+    vma: VmAreaStruct
+    address: int  # page aligned
+    real_address: int
+    flags: FaultFlag
+    pgoff: int
+    pte_pa: int = 0  # physical address of the PTE slot (vmf->pte)
+    orig_pte: int = 0
+    page: Optional[Page] = None
+    cow_page: Optional[Page] = None
+    kind: FaultKind = FaultKind.SPURIOUS

@@ -1,0 +1,588 @@
+"""VMA management: mmap, munmap, brk, stack growth, mprotect (mm/mmap.c, mm/mprotect.c).
+
+The VMAs of an mm are kept in address order in ``mm.mmap`` with a parallel
+sorted list of their vm_end values, so find_vma() is a binary search (the
+rb-tree's job in Linux). get_unmapped_area() searches top-down from
+mmap_base for the highest gap that fits, honouring the stack guard gap below
+VM_GROWSDOWN VMAs, as Linux's vm_unmapped_area() does.
+"""
+from __future__ import annotations
+
+import bisect
+import errno
+from typing import Optional
+
+from mmuemu.hw.pte import VmProt
+from mmuemu.kernel.mm_types import (
+    VM, File, MmStruct, VmAreaStruct,
+)
+from mmuemu.kernel.pgtable import free_pgd_range, ptep_get, ptep_get_and_clear, pte_range, set_pte_at
+from mmuemu.kernel.rmap import anon_vma_clone, page_remove_rmap, unlink_anon_vmas
+
+PAGE_SIZE = 4096
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+PROT_GROWSDOWN = 0x01000000
+MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x01, 0x02, 0x03
+MAP_FIXED = 0x10
+MAP_ANONYMOUS = 0x20
+MAP_GROWSDOWN = 0x0100
+MAP_DENYWRITE = 0x0800
+MAP_NORESERVE = 0x4000
+MAP_POPULATE = 0x8000
+MAP_FIXED_NOREPLACE = 0x100000
+MMAP_MIN_ADDR = 0x10000  # vm.mmap_min_addr
+
+
+def vm_get_page_prot(mm: MmStruct, vm_flags: VM) -> int:
+    """vm_get_page_prot(): protection_map[vm_flags & (READ|WRITE|EXEC|SHARED)]."""
+    return mm.kernel.fmt.protection_map(VmProt(
+        bool(vm_flags & VM.READ), bool(vm_flags & VM.WRITE),
+        bool(vm_flags & VM.EXEC), bool(vm_flags & VM.SHARED)))
+
+
+def calc_vm_prot_bits(prot: int) -> VM:
+    """calc_vm_prot_bits(): PROT_* → VM_READ/WRITE/EXEC."""
+    flags = VM.NONE
+    if prot & PROT_READ:
+        flags |= VM.READ
+    if prot & PROT_WRITE:
+        flags |= VM.WRITE
+    if prot & PROT_EXEC:
+        flags |= VM.EXEC
+    return flags
+
+
+# --- lookup -------------------------------------------------------------------
+
+def find_vma(mm: MmStruct, addr: int) -> Optional[VmAreaStruct]:
+    """find_vma(): the first VMA with vm_end > addr (it may start above addr)."""
+    i = bisect.bisect_right(mm.vm_ends, addr)
+    return mm.mmap[i] if i < len(mm.mmap) else None
+
+
+def find_vma_prev(mm: MmStruct, addr: int) -> tuple[Optional[VmAreaStruct], Optional[VmAreaStruct]]:
+    """find_vma_prev(): (find_vma(addr), the VMA before it)."""
+    i = bisect.bisect_right(mm.vm_ends, addr)
+    vma = mm.mmap[i] if i < len(mm.mmap) else None
+    prev = mm.mmap[i - 1] if i > 0 else None
+    return vma, prev
+
+
+def vma_index(mm: MmStruct, vma: VmAreaStruct) -> int:
+    """Position of ``vma`` in the address-ordered list."""
+    i = bisect.bisect_left(mm.vm_ends, vma.vm_end)
+    while mm.mmap[i] is not vma:
+        i += 1
+    return i
+
+
+def vma_pages(vma: VmAreaStruct) -> int:
+    """vma_pages()."""
+    return (vma.vm_end - vma.vm_start) >> 12
+
+
+def vm_stat_account(mm: MmStruct, flags: VM, npages: int) -> None:
+    """vm_stat_account(): total_vm and the exec/stack/data split."""
+    mm.total_vm += npages
+    if flags & (VM.EXEC | VM.WRITE) == VM.EXEC:
+        mm.exec_vm += npages
+    elif flags & VM.GROWSDOWN:
+        mm.stack_vm += npages
+    elif flags & (VM.WRITE | VM.SHARED) == VM.WRITE:
+        mm.data_vm += npages
+
+
+def __vma_link_file(vma: VmAreaStruct) -> None:
+    if vma.vm_file is not None:
+        mapping = vma.vm_file.f_mapping
+        if vma.vm_flags & VM.SHARED:
+            mapping.i_mmap_writable += 1
+        mapping.i_mmap.append(vma)
+
+
+def __vma_unlink_file(vma: VmAreaStruct) -> None:
+    if vma.vm_file is not None:
+        mapping = vma.vm_file.f_mapping
+        if vma.vm_flags & VM.SHARED:
+            mapping.i_mmap_writable -= 1
+        mapping.i_mmap.remove(vma)
+
+
+def vma_link(mm: MmStruct, vma: VmAreaStruct) -> None:
+    """vma_link(): insert into the address-ordered list/tree and the file's i_mmap."""
+    i = bisect.bisect_left(mm.vm_ends, vma.vm_end)
+    mm.mmap.insert(i, vma)
+    mm.vm_ends.insert(i, vma.vm_end)
+    __vma_link_file(vma)
+    mm.map_count += 1
+
+
+def __vma_unlink(mm: MmStruct, vma: VmAreaStruct) -> None:
+    i = vma_index(mm, vma)
+    del mm.mmap[i]
+    del mm.vm_ends[i]
+    mm.map_count -= 1
+
+
+def _vma_set_end(mm: MmStruct, vma: VmAreaStruct, end: int) -> None:
+    i = vma_index(mm, vma)
+    vma.vm_end = end
+    mm.vm_ends[i] = end
+
+
+def vm_start_gap(vma: VmAreaStruct) -> int:
+    """vm_start_gap(): a stack VMA's start less the stack guard gap."""
+    start = vma.vm_start
+    if vma.vm_flags & VM.GROWSDOWN:
+        gap = vma.vm_mm.kernel.config.stack_guard_gap_pages << 12
+        start = max(0, start - gap)
+    return start
+
+
+# --- placing new mappings -------------------------------------------------------
+
+def unmapped_area_topdown(mm: MmStruct, length: int, low_limit: int, high_limit: int) -> int:
+    """unmapped_area_topdown(): highest [addr, addr+length) in a gap below high_limit."""
+    gap_end = high_limit
+    for vma in reversed(mm.mmap):
+        if vma.vm_start >= high_limit:
+            continue
+        gap_start = vma.vm_end
+        top = min(gap_end, high_limit)
+        if top - length >= max(gap_start, low_limit) and top >= length:
+            return (top - length) & ~(PAGE_SIZE - 1)
+        gap_end = vm_start_gap(vma)
+    top = min(gap_end, high_limit)
+    if top - length >= low_limit:
+        return (top - length) & ~(PAGE_SIZE - 1)
+    return -errno.ENOMEM
+
+
+def get_unmapped_area(mm: MmStruct, addr: int, length: int, flags: int) -> int:
+    """get_unmapped_area(): honour MAP_FIXED, then a free hint, else search top-down."""
+    if length > mm.task_size:
+        return -errno.ENOMEM
+    if flags & MAP_FIXED:
+        if addr & 0xFFF or addr + length > mm.task_size:
+            return -errno.EINVAL
+        return addr
+    if addr:
+        addr = (addr + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        vma, prev = find_vma_prev(mm, addr)
+        if (mm.task_size - length >= addr and addr >= MMAP_MIN_ADDR
+                and (vma is None or addr + length <= vm_start_gap(vma))
+                and (prev is None or addr >= prev.vm_end)):
+            return addr
+    return unmapped_area_topdown(mm, length, max(PAGE_SIZE, MMAP_MIN_ADDR), mm.mmap_base)
+
+
+# --- merging -----------------------------------------------------------------------
+
+def is_mergeable_vma(vma: VmAreaStruct, file: Optional[File], vm_flags: VM) -> bool:
+    """is_mergeable_vma(): same flags and file, no special vm_ops close."""
+    return vma.vm_flags == vm_flags and vma.vm_file is file
+
+
+def is_mergeable_anon_vma(a: object, b: object, vma: VmAreaStruct) -> bool:
+    """is_mergeable_anon_vma(): either side without an anon_vma, or the same one."""
+    return a is None or b is None or a is b
+
+
+def can_vma_merge_after(vma: VmAreaStruct, vm_flags: VM, anon_vma: object,
+                        file: Optional[File], vm_pgoff: int) -> bool:
+    """can_vma_merge_after(): new range [.., ..) may extend ``vma`` upwards."""
+    if is_mergeable_vma(vma, file, vm_flags) and is_mergeable_anon_vma(anon_vma, vma.anon_vma, vma):
+        return file is None or vma.vm_pgoff + vma_pages(vma) == vm_pgoff
+    return False
+
+
+def can_vma_merge_before(vma: VmAreaStruct, vm_flags: VM, anon_vma: object,
+                         file: Optional[File], vm_pgoff: int, npages: int) -> bool:
+    """can_vma_merge_before(): new range may extend ``vma`` downwards."""
+    if is_mergeable_vma(vma, file, vm_flags) and is_mergeable_anon_vma(anon_vma, vma.anon_vma, vma):
+        return file is None or vma.vm_pgoff == vm_pgoff + npages
+    return False
+
+
+def vma_merge(mm: MmStruct, prev: Optional[VmAreaStruct], addr: int, end: int, vm_flags: VM,
+              anon_vma: object, file: Optional[File], pgoff: int) -> Optional[VmAreaStruct]:
+    """vma_merge(): extend prev and/or next over [addr, end) instead of a new VMA.
+
+    Covers the cases of the big comment in mm/mmap.c: extend prev (and
+    swallow next when the new range fills the hole exactly), or extend next
+    downwards. Returns the VMA now covering the range, or None.
+    """
+    i = bisect.bisect_right(mm.vm_ends, addr)
+    nxt = mm.mmap[i] if i < len(mm.mmap) else None
+    if nxt is not None and nxt.vm_start < end:
+        return None
+    npages = (end - addr) >> 12
+    merge_prev = (prev is not None and prev.vm_end == addr
+                  and can_vma_merge_after(prev, vm_flags, anon_vma, file, pgoff))
+    merge_next = (nxt is not None and nxt.vm_start == end
+                  and can_vma_merge_before(nxt, vm_flags, anon_vma, file, pgoff, npages))
+    if merge_prev and prev is not None:
+        if (merge_next and nxt is not None
+                and is_mergeable_anon_vma(prev.anon_vma, nxt.anon_vma, prev)):
+            # case 1: prev absorbs the hole and next
+            new_end = nxt.vm_end
+            if prev.anon_vma is None and nxt.anon_vma is not None:
+                anon_vma_clone(prev, nxt)
+            remove_vma_from_mm(mm, nxt)
+            _vma_set_end(mm, prev, new_end)
+        else:
+            _vma_set_end(mm, prev, end)
+        return prev
+    if merge_next and nxt is not None:
+        nxt.vm_start = addr
+        nxt.vm_pgoff = pgoff
+        return nxt
+    return None
+
+
+def remove_vma_from_mm(mm: MmStruct, vma: VmAreaStruct) -> None:
+    """Unlink ``vma`` (already emptied of pages) from everything and release it."""
+    __vma_unlink(mm, vma)
+    __vma_unlink_file(vma)
+    remove_vma(vma)
+
+
+def remove_vma(vma: VmAreaStruct) -> None:
+    """remove_vma(): vm_ops->close, drop the anon_vma links and the file reference."""
+    unlink_anon_vmas(vma)
+    if vma.vm_file is not None:
+        vma.vm_file.f_count -= 1
+
+
+# --- mmap ------------------------------------------------------------------------------
+
+def mmap_region(mm: MmStruct, file: Optional[File], addr: int, length: int, vm_flags: VM,
+                pgoff: int, vm_ops: object = None) -> int:
+    """mmap_region(): clear the range, merge or create the VMA, link it."""
+    end = addr + length
+    if find_vma_intersection(mm, addr, end) is not None:
+        ret = do_munmap(mm, addr, length)
+        if ret:
+            return ret
+    _, prev = find_vma_prev(mm, addr)
+    vma = None
+    if file is None and not vm_flags & VM.SHARED:
+        vma = vma_merge(mm, prev, addr, end, vm_flags, None, None, pgoff)
+    if vma is None:
+        vma = VmAreaStruct(vm_mm=mm, vm_start=addr, vm_end=end, vm_flags=vm_flags,
+                           vm_page_prot=vm_get_page_prot(mm, vm_flags), vm_pgoff=pgoff,
+                           vm_file=file)
+        if file is not None:
+            file.f_count += 1
+            from mmuemu.kernel.shmem import file_mmap
+            ret = file_mmap(file, vma)
+            if ret:
+                return ret
+        elif vm_flags & VM.SHARED:
+            from mmuemu.kernel.shmem import shmem_zero_setup
+            shmem_zero_setup(vma)
+        vma_link(mm, vma)
+    vm_stat_account(mm, vm_flags, length >> 12)
+    return addr
+
+
+def find_vma_intersection(mm: MmStruct, start: int, end: int) -> Optional[VmAreaStruct]:
+    """find_vma_intersection(): a VMA overlapping [start, end), if any."""
+    vma = find_vma(mm, start)
+    if vma is not None and vma.vm_start < end:
+        return vma
+    return None
+
+
+def do_mmap(mm: MmStruct, file: Optional[File], addr: int, length: int, prot: int,
+            flags: int, pgoff: int) -> int:
+    """do_mmap(): validate, pick an address, compute vm_flags, mmap_region().
+
+    Returns the address or -errno.
+    """
+    if length == 0:
+        return -errno.EINVAL
+    length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    if length == 0 or length > mm.task_size:
+        return -errno.ENOMEM
+    if flags & MAP_FIXED_NOREPLACE:
+        flags |= MAP_FIXED
+    addr = get_unmapped_area(mm, addr, length, flags)
+    if addr < 0:
+        return addr
+    if flags & MAP_FIXED_NOREPLACE and find_vma_intersection(mm, addr, addr + length):
+        return -errno.EEXIST
+    vm_flags = calc_vm_prot_bits(prot) | VM.MAYREAD | VM.MAYWRITE | VM.MAYEXEC
+    map_type = flags & MAP_SHARED_VALIDATE
+    if file is not None:
+        if map_type in (MAP_SHARED, MAP_SHARED_VALIDATE):
+            if prot & PROT_WRITE and (file.f_mode & 3) != 2:
+                return -errno.EACCES
+            vm_flags |= VM.SHARED | VM.MAYSHARE
+            if (file.f_mode & 3) == 0:
+                vm_flags &= ~(VM.MAYWRITE | VM.SHARED)
+        elif map_type == MAP_PRIVATE:
+            if (file.f_mode & 3) == 1:
+                return -errno.EACCES
+        else:
+            return -errno.EINVAL
+    else:
+        if map_type in (MAP_SHARED, MAP_SHARED_VALIDATE):
+            vm_flags |= VM.SHARED | VM.MAYSHARE
+            pgoff = 0
+        elif map_type == MAP_PRIVATE:
+            pgoff = addr >> 12
+        else:
+            return -errno.EINVAL
+    if flags & MAP_GROWSDOWN:
+        vm_flags |= VM.GROWSDOWN
+    return mmap_region(mm, file, addr, length, vm_flags, pgoff)
+
+
+# --- munmap ----------------------------------------------------------------------------
+
+def __split_vma(mm: MmStruct, vma: VmAreaStruct, addr: int, new_below: bool) -> VmAreaStruct:
+    """__split_vma(): cut ``vma`` at ``addr``; returns the new piece (below or above)."""
+    new = VmAreaStruct(vm_mm=mm, vm_start=vma.vm_start, vm_end=vma.vm_end,
+                       vm_flags=vma.vm_flags, vm_page_prot=vma.vm_page_prot,
+                       vm_pgoff=vma.vm_pgoff, vm_file=vma.vm_file, vm_ops=vma.vm_ops,
+                       vm_private_data=vma.vm_private_data)
+    if new_below:
+        new.vm_end = addr
+        vma.vm_pgoff += (addr - vma.vm_start) >> 12
+        vma.vm_start = addr
+    else:
+        new.vm_start = addr
+        new.vm_pgoff += (addr - vma.vm_start) >> 12
+        _vma_set_end(mm, vma, addr)
+    anon_vma_clone(new, vma)
+    if new.vm_file is not None:
+        new.vm_file.f_count += 1
+    vma_link(mm, new)
+    return new
+
+
+def zap_pte_range(vma: VmAreaStruct, start: int, end: int) -> list[int]:
+    """zap_pte_range(): clear PTEs in [start, end), drop rmap and page references.
+
+    Returns the pfns whose references must be dropped after the TLB flush
+    (the mmu_gather batch: pages are freed only once no TLB can reach them).
+    """
+    from mmuemu.kernel.memory import vm_normal_page
+    from mmuemu.kernel.filemap import set_page_dirty
+    from mmuemu.kernel.mm_types import PageAnon
+
+    mm = vma.vm_mm
+    kern = mm.kernel
+    fmt = kern.fmt
+    batch: list[int] = []
+    for addr, pte_pa in pte_range(mm, start, end):
+        pte = ptep_get(mm, pte_pa)
+        if not pte:
+            continue
+        ptep_get_and_clear(mm, addr, pte_pa)
+        if not fmt.pte_present(pte):
+            continue  # swap entries: not modelled yet
+        page = vm_normal_page(vma, addr, pte)
+        if page is None:
+            continue
+        if not PageAnon(page) and fmt.pte_dirty(pte):
+            set_page_dirty(kern, page)
+        page_remove_rmap(page, vma)
+        batch.append(page.pfn)
+    return batch
+
+
+def unmap_region(mm: MmStruct, vmas: list[VmAreaStruct], start: int, end: int,
+                 floor: int, ceiling: int) -> None:
+    """unmap_region(): unmap_vmas → tlb flush → free pages → free_pgtables."""
+    kern = mm.kernel
+    batch: list[int] = []
+    for vma in vmas:
+        batch += zap_pte_range(vma, max(start, vma.vm_start), min(end, vma.vm_end))
+    kern.tlb.flush_tlb_range(mm, start, end)  # tlb_finish_mmu
+    for pfn in batch:
+        kern.put_page(kern.pfn_to_page(pfn))
+    if free_pgd_range(mm, start, end, floor, ceiling):
+        kern.tlb.flush_tlb_range(mm, start, end)  # walk caches saw the freed tables
+
+
+def do_munmap(mm: MmStruct, start: int, length: int) -> int:
+    """do_munmap(): split at the edges, detach, unmap, remove. Returns 0 or -errno."""
+    if start & 0xFFF or start >= mm.task_size or length > mm.task_size - start:
+        return -errno.EINVAL
+    length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    if length == 0:
+        return -errno.EINVAL
+    end = start + length
+    vma = find_vma(mm, start)
+    if vma is None or vma.vm_start >= end:
+        return 0
+    if start > vma.vm_start:
+        __split_vma(mm, vma, start, new_below=True)
+    last = find_vma(mm, end)
+    if last is not None and last.vm_start < end < last.vm_end:
+        __split_vma(mm, last, end, new_below=True)
+    # detach_vmas_to_be_unmapped()
+    i = bisect.bisect_right(mm.vm_ends, start)
+    victims: list[VmAreaStruct] = []
+    while i < len(mm.mmap) and mm.mmap[i].vm_start < end:
+        victims.append(mm.mmap[i])
+        i += 1
+    prev_end = mm.mmap[bisect.bisect_right(mm.vm_ends, start) - 1].vm_end \
+        if bisect.bisect_right(mm.vm_ends, start) > 0 else 0
+    nxt = mm.mmap[i] if i < len(mm.mmap) else None
+    for v in victims:
+        __vma_unlink(mm, v)
+        vm_stat_account(mm, v.vm_flags, -vma_pages(v))
+    unmap_region(mm, victims, start, end, prev_end, nxt.vm_start if nxt else 0)
+    for v in victims:
+        __vma_unlink_file(v)
+        remove_vma(v)
+    return 0
+
+
+# --- brk and the stack -------------------------------------------------------------------
+
+def do_brk_flags(mm: MmStruct, addr: int, length: int, flags: VM) -> int:
+    """do_brk_flags(): anonymous private memory at [addr, addr+length), merged with prev."""
+    length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    if not length:
+        return 0
+    if find_vma_intersection(mm, addr, addr + length) is not None:
+        ret = do_munmap(mm, addr, length)
+        if ret:
+            return ret
+    vm_flags = VM.READ | VM.WRITE | VM.MAYREAD | VM.MAYWRITE | VM.MAYEXEC | flags
+    _, prev = find_vma_prev(mm, addr)
+    vma = vma_merge(mm, prev, addr, addr + length, vm_flags, None, None, addr >> 12)
+    if vma is None:
+        vma = VmAreaStruct(vm_mm=mm, vm_start=addr, vm_end=addr + length, vm_flags=vm_flags,
+                           vm_page_prot=vm_get_page_prot(mm, vm_flags), vm_pgoff=addr >> 12)
+        vma_link(mm, vma)
+    vm_stat_account(mm, vm_flags, length >> 12)
+    return 0
+
+
+def sys_brk(mm: MmStruct, brk: int) -> int:
+    """sys_brk(): move the program break; returns the (possibly unchanged) break."""
+    min_brk = mm.start_brk
+    if brk < min_brk:
+        return mm.brk
+    newbrk = (brk + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    oldbrk = (mm.brk + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    if oldbrk == newbrk:
+        mm.brk = brk
+        return brk
+    if brk <= mm.brk:
+        if do_munmap(mm, newbrk, oldbrk - newbrk) == 0:
+            mm.brk = brk
+        return mm.brk
+    nxt = find_vma(mm, oldbrk)
+    if nxt is not None and newbrk + PAGE_SIZE > vm_start_gap(nxt):
+        return mm.brk
+    if do_brk_flags(mm, oldbrk, newbrk - oldbrk, VM.NONE) < 0:
+        return mm.brk
+    mm.brk = brk
+    return brk
+
+
+def expand_stack(mm: MmStruct, vma: VmAreaStruct, address: int) -> int:
+    """expand_downwards(): grow a VM_GROWSDOWN VMA to cover ``address``.
+
+    Refused when it would come within stack_guard_gap of the VMA below or
+    exceed RLIMIT_STACK. Returns 0 or -ENOMEM.
+    """
+    address &= ~(PAGE_SIZE - 1)
+    if address < MMAP_MIN_ADDR:
+        return -errno.EPERM
+    _, prev = find_vma_prev(mm, vma.vm_start)
+    i = vma_index(mm, vma)
+    prev = mm.mmap[i - 1] if i > 0 else None
+    gap = mm.kernel.config.stack_guard_gap_pages << 12
+    if prev is not None and not prev.vm_flags & VM.GROWSDOWN and address - prev.vm_end < gap:
+        return -errno.ENOMEM
+    size = vma.vm_end - address
+    if size > mm.kernel.config.stack_rlimit:
+        return -errno.ENOMEM
+    grow = (vma.vm_start - address) >> 12
+    if grow > 0:
+        vma.vm_pgoff -= grow
+        vma.vm_start = address
+        vm_stat_account(mm, vma.vm_flags, grow)
+    return 0
+
+
+# --- mprotect ----------------------------------------------------------------------------
+
+def change_protection(vma: VmAreaStruct, start: int, end: int, newprot: int) -> int:
+    """change_protection(): rewrite present PTEs with the new protection.
+
+    Private writable mappings keep COW semantics: a PTE that is not dirty
+    anonymous stays write-protected (Linux makes such PTEs writable only
+    when it can prove exclusivity; the model keeps it simple and lets the
+    write fault decide). Returns the number of PTEs changed.
+    """
+    mm = vma.vm_mm
+    fmt = mm.kernel.fmt
+    changed = 0
+    for addr, pte_pa in pte_range(mm, start, end):
+        pte = ptep_get(mm, pte_pa)
+        if not pte or not fmt.pte_present(pte):
+            continue
+        new = fmt.pte_modify(pte, newprot)
+        if new != pte:
+            set_pte_at(mm, addr, pte_pa, new)
+            changed += 1
+    if changed:
+        mm.kernel.tlb.flush_tlb_range(mm, start, end)
+    return changed
+
+
+def mprotect_fixup(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, newflags: VM) -> int:
+    """mprotect_fixup(): split as needed, set vm_flags/vm_page_prot, change PTEs."""
+    if newflags == vma.vm_flags:
+        return 0
+    if start > vma.vm_start:
+        __split_vma(mm, vma, start, new_below=True)
+    if end < vma.vm_end:
+        __split_vma(mm, vma, end, new_below=False)
+    vm_stat_account(mm, vma.vm_flags, -vma_pages(vma))
+    vma.vm_flags = newflags
+    vma.vm_page_prot = vm_get_page_prot(mm, newflags)
+    vm_stat_account(mm, newflags, vma_pages(vma))
+    change_protection(vma, start, end, vma.vm_page_prot)
+    return 0
+
+
+def do_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> int:
+    """do_mprotect_pkey(): apply PROT_* to every VMA in the range. Returns 0 or -errno."""
+    if start & 0xFFF:
+        return -errno.EINVAL
+    if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
+        return -errno.EINVAL
+    length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    end = start + length
+    if end < start:
+        return -errno.ENOMEM
+    if end == start:
+        return 0
+    vma = find_vma(mm, start)
+    if vma is None or vma.vm_start > start:
+        return -errno.ENOMEM
+    nstart = start
+    while True:
+        vm_flags = calc_vm_prot_bits(prot)
+        newflags = vm_flags | (vma.vm_flags & ~(VM.READ | VM.WRITE | VM.EXEC))
+        if newflags & ~(newflags >> 4) & (VM.READ | VM.WRITE | VM.EXEC):
+            return -errno.EACCES  # asked for a permission VM_MAY* forbids
+        tmp = min(vma.vm_end, end)
+        ret = mprotect_fixup(mm, vma, nstart, tmp, newflags)
+        if ret:
+            return ret
+        nstart = tmp
+        if nstart >= end:
+            return 0
+        vma = find_vma(mm, nstart)
+        if vma is None or vma.vm_start != nstart:
+            return -errno.ENOMEM

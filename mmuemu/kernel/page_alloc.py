@@ -1,0 +1,110 @@
+"""The buddy page allocator and mem_map (mm/page_alloc.c).
+
+Free blocks of 2**order frames sit on ``free_area[order]``; an allocation
+takes the smallest block that fits and splits it, keeping the lower half and
+freeing the upper halves (expand()); a free merges a block with its buddy
+(pfn ^ (1 << order)) while the buddy is free too (__free_one_page()).
+Lists are insertion-ordered dicts used as LIFO stacks, so allocation order is
+deterministic. struct page objects live in ``mem_map`` and are created when a
+frame is first handed out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mmuemu.kernel.mm_types import Page
+
+MAX_ORDER = 11  # orders 0..10, as Linux's default MAX_ORDER
+
+
+class OutOfMemory(Exception):
+    """No free block large enough (the caller turns this into VM_FAULT_OOM/-ENOMEM)."""
+
+
+@dataclass(slots=True)
+class ZoneStats:
+    """Free-page accounting (/proc/zoneinfo style)."""
+
+    managed_pages: int = 0
+    nr_free_pages: int = 0
+    allocs: int = 0
+    frees: int = 0
+
+
+class BuddyAllocator:
+    """One zone's buddy allocator over frames [first_pfn, end_pfn)."""
+
+    __slots__ = ("free_area", "mem_map", "stats", "first_pfn", "end_pfn", "_order_of")
+
+    def __init__(self, first_pfn: int, end_pfn: int) -> None:
+        self.free_area: list[dict[int, None]] = [dict() for _ in range(MAX_ORDER)]
+        self.mem_map: list[Page | None] = [None] * end_pfn
+        self.stats = ZoneStats()
+        self.first_pfn = first_pfn
+        self.end_pfn = end_pfn
+        #: order of each free block, keyed by its first pfn (PageBuddy + page_order)
+        self._order_of: dict[int, int] = {}
+        pfn = first_pfn
+        # Seed the free lists with maximal naturally aligned blocks, high first so
+        # the lowest block is popped first.
+        blocks: list[tuple[int, int]] = []
+        while pfn < end_pfn:
+            order = MAX_ORDER - 1
+            while order and (pfn & ((1 << order) - 1) or pfn + (1 << order) > end_pfn):
+                order -= 1
+            blocks.append((pfn, order))
+            pfn += 1 << order
+        for pfn, order in reversed(blocks):
+            self.free_area[order][pfn] = None
+            self._order_of[pfn] = order
+        self.stats.managed_pages = end_pfn - first_pfn
+        self.stats.nr_free_pages = end_pfn - first_pfn
+
+    def alloc_pages(self, order: int = 0) -> int:
+        """__rmqueue_smallest(): return the first pfn of a free 2**order block."""
+        for current in range(order, MAX_ORDER):
+            area = self.free_area[current]
+            if area:
+                pfn, _ = area.popitem()
+                del self._order_of[pfn]
+                # expand(): give back the upper halves
+                while current > order:
+                    current -= 1
+                    buddy = pfn + (1 << current)
+                    self.free_area[current][buddy] = None
+                    self._order_of[buddy] = current
+                self.stats.nr_free_pages -= 1 << order
+                self.stats.allocs += 1
+                return pfn
+        raise OutOfMemory(f"no free block of order {order}")
+
+    def free_pages(self, pfn: int, order: int = 0) -> None:
+        """__free_one_page(): return a block, merging with free buddies."""
+        self.stats.nr_free_pages += 1 << order
+        self.stats.frees += 1
+        while order < MAX_ORDER - 1:
+            buddy = pfn ^ (1 << order)
+            if self._order_of.get(buddy) != order:
+                break
+            del self.free_area[order][buddy]
+            del self._order_of[buddy]
+            pfn &= buddy
+            order += 1
+        self.free_area[order][pfn] = None
+        self._order_of[pfn] = order
+
+    def is_free(self, pfn: int) -> bool:
+        """Whether frame ``pfn`` lies inside a free block (for invariant checks)."""
+        for order in range(MAX_ORDER):
+            head = pfn & ~((1 << order) - 1)
+            if self._order_of.get(head) == order:
+                return True
+        return False
+
+    def pfn_to_page(self, pfn: int) -> Page:
+        """The struct page of an allocated frame, created on first use."""
+        page = self.mem_map[pfn]
+        if page is None:
+            page = Page(pfn)
+            self.mem_map[pfn] = page
+        return page

@@ -1,0 +1,178 @@
+"""Page-table access for the kernel model (pgd_offset … pte_offset, p?d_alloc, set_pte_at).
+
+Tables live in emulated physical memory in the architecture's own format;
+every entry is built and read through the :class:`~mmuemu.hw.pte.PteFormat`
+of the machine, so this module is arch independent. The p4d level is folded,
+as on 4-level kernels: pgd → pud → pmd → pte.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from mmuemu.hw.pte import ADDR_MASK, PteFormat
+from mmuemu.kernel.mm_types import MmStruct, VmAreaStruct
+
+PTRS_PER_TABLE = 512
+PMD_SHIFT = 21
+PMD_SIZE = 1 << PMD_SHIFT
+_LEVEL_SHIFT = (39, 30, 21, 12)
+
+
+def _entry_pa(table_pa: int, addr: int, level: int) -> int:
+    return table_pa + (((addr >> _LEVEL_SHIFT[level]) & 0x1FF) << 3)
+
+
+def __pte_alloc_one(mm: MmStruct) -> int:
+    """pte_alloc_one()/pmd_alloc_one()/pud_alloc_one(): a zeroed table page."""
+    page = mm.kernel.alloc_page(kind="pgtable", zero=True)
+    mm.nr_ptes += 1
+    return page.pfn << 12
+
+
+def pte_offset_alloc(mm: MmStruct, addr: int) -> int:
+    """pud_alloc() → pmd_alloc() → pte_alloc_map(): the PTE slot for ``addr``.
+
+    Allocates missing intermediate tables (each write of a table entry is
+    p?d_populate()). Returns the physical address of the PTE.
+    Raises OutOfMemory if a table page cannot be allocated.
+    """
+    kern = mm.kernel
+    u64 = kern.phys.u64
+    fmt = kern.fmt
+    table = mm.pgd
+    for level in range(3):
+        epa = _entry_pa(table, addr, level)
+        entry = int(u64[epa >> 3])
+        if not fmt.table_present(entry):
+            new = __pte_alloc_one(mm)
+            entry = fmt.mk_table(new)
+            u64[epa >> 3] = entry
+        table = entry & ADDR_MASK
+    return _entry_pa(table, addr, 3)
+
+
+def pte_offset_lookup(mm: MmStruct, addr: int) -> int | None:
+    """pgd_offset() … pte_offset_map() without allocating: None if a table is missing."""
+    kern = mm.kernel
+    u64 = kern.phys.u64
+    fmt = kern.fmt
+    table = mm.pgd
+    for level in range(3):
+        entry = int(u64[_entry_pa(table, addr, level) >> 3])
+        if not fmt.table_present(entry):
+            return None
+        table = entry & ADDR_MASK
+    return _entry_pa(table, addr, 3)
+
+
+def pmd_table(mm: MmStruct, addr: int) -> int | None:
+    """Physical address of the last-level table covering ``addr`` (None if absent)."""
+    pte_pa = pte_offset_lookup(mm, addr)
+    return None if pte_pa is None else pte_pa & ~0xFFF
+
+
+def ptep_get(mm: MmStruct, pte_pa: int) -> int:
+    """READ_ONCE(*ptep)."""
+    return int(mm.kernel.phys.u64[pte_pa >> 3])
+
+
+def set_pte_at(mm: MmStruct, addr: int, pte_pa: int, pte: int) -> None:
+    """set_pte_at(): store a PTE (no TLB maintenance: callers decide)."""
+    mm.kernel.phys.u64[pte_pa >> 3] = pte
+
+
+def pte_clear(mm: MmStruct, addr: int, pte_pa: int) -> None:
+    """pte_clear(): empty a PTE slot."""
+    mm.kernel.phys.u64[pte_pa >> 3] = 0
+
+
+def ptep_clear_flush(vma: VmAreaStruct, addr: int, pte_pa: int) -> int:
+    """ptep_clear_flush(): clear the PTE and flush its TLB entry; returns the old PTE."""
+    mm = vma.vm_mm
+    old = ptep_get(mm, pte_pa)
+    pte_clear(mm, addr, pte_pa)
+    if mm.kernel.fmt.pte_present(old):
+        mm.kernel.tlb.flush_tlb_page(mm, addr)
+    return old
+
+
+def ptep_get_and_clear(mm: MmStruct, addr: int, pte_pa: int) -> int:
+    """ptep_get_and_clear(): clear and return the old PTE (caller batches the flush)."""
+    old = ptep_get(mm, pte_pa)
+    pte_clear(mm, addr, pte_pa)
+    return old
+
+
+def pte_range(mm: MmStruct, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """Yield (addr, pte_pa) for each page in [start, end) whose PTE table exists.
+
+    Skips whole 2 MiB (and larger) regions without tables, as the
+    zap_p?d_range() walkers do with p?d_none_or_clear_bad().
+    """
+    kern = mm.kernel
+    u64 = kern.phys.u64
+    fmt: PteFormat = kern.fmt
+    addr = start
+    while addr < end:
+        table = mm.pgd
+        skipped = False
+        for level in range(3):
+            entry = int(u64[_entry_pa(table, addr, level) >> 3])
+            if not fmt.table_present(entry):
+                span = 1 << _LEVEL_SHIFT[level]
+                addr = (addr & ~(span - 1)) + span
+                skipped = True
+                break
+            table = entry & ADDR_MASK
+        if skipped:
+            continue
+        next_pmd = min((addr & ~(PMD_SIZE - 1)) + PMD_SIZE, end)
+        while addr < next_pmd:
+            yield addr, _entry_pa(table, addr, 3)
+            addr += 4096
+
+
+def free_pgd_range(mm: MmStruct, start: int, end: int, floor: int, ceiling: int) -> int:
+    """free_pgd_range(): free last-level tables wholly inside [floor, ceiling)
+    whose entries are all empty, then any upper tables left empty.
+
+    Returns the number of table pages freed. (Linux frees tables only for
+    PMD-aligned spans that no VMA still uses; floor/ceiling are the ends of
+    the neighbouring VMAs, as in free_pgtables().)
+    """
+    kern = mm.kernel
+    u64 = kern.phys.u64
+    fmt = kern.fmt
+    freed = 0
+    lo = (start & ~(PMD_SIZE - 1))
+    if lo < floor:
+        lo += PMD_SIZE
+    hi = (end + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
+    if ceiling and hi > ceiling:
+        hi -= PMD_SIZE
+    addr = lo
+    while addr < hi:
+        path: list[tuple[int, int]] = []  # (entry_pa, table_pa it points to)
+        table = mm.pgd
+        ok = True
+        for level in range(3):
+            epa = _entry_pa(table, addr, level)
+            entry = int(u64[epa >> 3])
+            if not fmt.table_present(entry):
+                ok = False
+                break
+            table = entry & ADDR_MASK
+            path.append((epa, table))
+        if ok:
+            pt = path[-1][1]
+            if not u64[pt >> 3:(pt >> 3) + PTRS_PER_TABLE].any():
+                # free the PTE table, then parents that became empty
+                for epa, tpa in reversed(path):
+                    if u64[tpa >> 3:(tpa >> 3) + PTRS_PER_TABLE].any():
+                        break
+                    u64[epa >> 3] = 0
+                    kern.put_page(kern.pfn_to_page(tpa >> 12))
+                    mm.nr_ptes -= 1
+                    freed += 1
+        addr += PMD_SIZE
+    return freed

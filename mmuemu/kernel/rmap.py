@@ -1,0 +1,177 @@
+"""Reverse mapping: from a page to the VMAs that map it (mm/rmap.c).
+
+Lock ordering in mm (for the record; the model is single threaded):
+  mmap_lock → page lock → i_mmap_rwsem → anon_vma->rwsem → page_table_lock
+
+Anonymous pages point (page->mapping | PAGE_MAPPING_ANON) at the anon_vma of
+the VMA that created them; every VMA that may map such a page is linked to
+that anon_vma through an anon_vma_chain. File pages point at their
+address_space, whose i_mmap lists the VMAs mapping the file.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from mmuemu.kernel.mm_types import (
+    PAGE_MAPPING_ANON, PG, AddressSpace, AnonVma, AnonVmaChain, Page, PageAnon,
+    SetPage, VmAreaStruct,
+)
+
+
+def anon_vma_alloc(vma: VmAreaStruct) -> AnonVma:
+    """anon_vma_alloc(): a fresh anon_vma that is its own root."""
+    kobj = vma.vm_mm.kernel.kobj
+    av = AnonVma(kaddr=kobj.alloc(96))
+    av.root = av
+    kobj.register(av.kaddr, av)
+    return av
+
+
+def anon_vma_chain_link(vma: VmAreaStruct, anon_vma: AnonVma) -> None:
+    """anon_vma_chain_link(): put one chain on both lists."""
+    avc = AnonVmaChain(vma=vma, anon_vma=anon_vma)
+    vma.anon_vma_chain.append(avc)
+    anon_vma.head.append(avc)
+
+
+def anon_vma_prepare(vma: VmAreaStruct) -> int:
+    """anon_vma_prepare(): make sure ``vma`` has an anon_vma before the first anon page.
+
+    Reuses a neighbour's anon_vma when the VMAs could merge
+    (find_mergeable_anon_vma), as Linux does. Returns 0.
+    """
+    if vma.anon_vma is not None:
+        return 0
+    anon_vma = find_mergeable_anon_vma(vma)
+    if anon_vma is None:
+        anon_vma = anon_vma_alloc(vma)
+    else:
+        anon_vma.refcount += 1
+    vma.anon_vma = anon_vma
+    anon_vma_chain_link(vma, anon_vma)
+    return 0
+
+
+def find_mergeable_anon_vma(vma: VmAreaStruct) -> AnonVma | None:
+    """find_mergeable_anon_vma(): an adjacent, compatible VMA's single anon_vma."""
+    mm = vma.vm_mm
+    try:
+        i = mm.mmap.index(vma)
+    except ValueError:
+        return None
+    for j in (i + 1, i - 1):
+        if 0 <= j < len(mm.mmap):
+            near = mm.mmap[j]
+            if (near.anon_vma is not None and len(near.anon_vma_chain) == 1
+                    and near.vm_file is None and vma.vm_file is None
+                    and (near.vm_end == vma.vm_start or vma.vm_end == near.vm_start)
+                    and (near.vm_flags ^ vma.vm_flags) & ~0 == 0):
+                return near.anon_vma
+    return None
+
+
+def anon_vma_clone(dst: VmAreaStruct, src: VmAreaStruct) -> int:
+    """anon_vma_clone(): link ``dst`` to every anon_vma ``src`` is linked to."""
+    for avc in src.anon_vma_chain:
+        anon_vma_chain_link(dst, avc.anon_vma)
+    dst.anon_vma = src.anon_vma
+    return 0
+
+
+def unlink_anon_vmas(vma: VmAreaStruct) -> None:
+    """unlink_anon_vmas(): drop the VMA's chains, freeing anon_vmas nobody uses."""
+    kobj = vma.vm_mm.kernel.kobj
+    for avc in vma.anon_vma_chain:
+        av = avc.anon_vma
+        av.head.remove(avc)
+        if not av.head:
+            av.refcount -= 1
+            if av.refcount <= 0:
+                kobj.free(av.kaddr)
+    vma.anon_vma_chain.clear()
+    vma.anon_vma = None
+
+
+def linear_page_index(vma: VmAreaStruct, address: int) -> int:
+    """linear_page_index(): the page offset ``address`` maps in the VMA's object."""
+    return ((address - vma.vm_start) >> 12) + vma.vm_pgoff
+
+
+def __page_set_anon_rmap(page: Page, vma: VmAreaStruct, address: int) -> None:
+    """__page_set_anon_rmap(): point page->mapping at the anon_vma (tagged)."""
+    assert vma.anon_vma is not None
+    page.mapping = vma.anon_vma.kaddr | PAGE_MAPPING_ANON
+    page.index = linear_page_index(vma, address)
+
+
+def page_add_new_anon_rmap(page: Page, vma: VmAreaStruct, address: int) -> None:
+    """page_add_new_anon_rmap(): first mapping of a fresh anonymous page."""
+    SetPage(page, PG.swapbacked)
+    page._mapcount = 0
+    __page_set_anon_rmap(page, vma, address)
+    vma.vm_mm.rss_anon += 1
+
+
+def page_add_anon_rmap(page: Page, vma: VmAreaStruct, address: int) -> None:
+    """page_add_anon_rmap(): one more PTE maps an existing anonymous page."""
+    page._mapcount += 1
+    vma.vm_mm.rss_anon += 1
+
+
+def page_move_anon_rmap(page: Page, vma: VmAreaStruct) -> None:
+    """page_move_anon_rmap(): an exclusively owned page moves to the VMA's own anon_vma."""
+    assert vma.anon_vma is not None
+    page.mapping = vma.anon_vma.kaddr | PAGE_MAPPING_ANON
+
+
+def page_add_file_rmap(page: Page, vma: VmAreaStruct) -> None:
+    """page_add_file_rmap(): one more PTE maps a page-cache page."""
+    page._mapcount += 1
+    if PageTestSwapBacked(page):
+        vma.vm_mm.rss_shmem += 1
+    else:
+        vma.vm_mm.rss_file += 1
+
+
+def PageTestSwapBacked(page: Page) -> bool:
+    """PageSwapBacked()."""
+    return bool(page.flags >> PG.swapbacked & 1)
+
+
+def page_remove_rmap(page: Page, vma: VmAreaStruct) -> None:
+    """page_remove_rmap(): one PTE no longer maps the page."""
+    page._mapcount -= 1
+    mm = vma.vm_mm
+    if PageAnon(page):
+        mm.rss_anon -= 1
+    elif PageTestSwapBacked(page):
+        mm.rss_shmem -= 1
+    else:
+        mm.rss_file -= 1
+
+
+def page_anon_vma(page: Page, vma_kernel_lookup: object) -> AnonVma | None:
+    """page_anon_vma(): the anon_vma of an anonymous page (None for file pages)."""
+    if not PageAnon(page):
+        return None
+    from mmuemu.kernel.kobjects import KObjects
+    assert isinstance(vma_kernel_lookup, KObjects)
+    obj = vma_kernel_lookup.lookup(page.mapping & ~PAGE_MAPPING_ANON)
+    assert isinstance(obj, AnonVma)
+    return obj
+
+
+def vma_address(page: Page, vma: VmAreaStruct) -> int | None:
+    """vma_address(): where ``page`` would sit in ``vma``; None if outside it."""
+    address = vma.vm_start + ((page.index - vma.vm_pgoff) << 12)
+    if address < vma.vm_start or address >= vma.vm_end:
+        return None
+    return address
+
+
+def vmas_of_mapping(mapping: AddressSpace, pgoff: int) -> Iterator[VmAreaStruct]:
+    """vma_interval_tree_foreach(vma, &mapping->i_mmap, pgoff, pgoff)."""
+    for vma in mapping.i_mmap:
+        npages = (vma.vm_end - vma.vm_start) >> 12
+        if vma.vm_pgoff <= pgoff < vma.vm_pgoff + npages:
+            yield vma

@@ -1,0 +1,269 @@
+"""The fault path against Linux's rules, on a fake MMU (no Unicorn).
+
+Expected values come from how Linux behaves: one anonymous fault per page
+written, the zero page on a read then a wp fault on the write, fault-around
+mapping fault_around_bytes/4096 cached pages per file read fault, COW on a
+private file write, TLB flushes only where a present PTE is replaced.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mmuemu.kernel.fault import SEGV_ACCERR, SEGV_MAPERR, SIGSEGV, AccessType, do_user_addr_fault
+from mmuemu.kernel.mm_types import PAGE_MAPPING_ANON, PG, PageAnon, PageTest, page_mapcount
+from mmuemu.kernel.mmap import (
+    MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, do_mmap, do_munmap, find_vma,
+)
+from mmuemu.kernel.pgtable import ptep_get, pte_offset_lookup
+from tests.conftest import KernelRig, make_rig
+
+PAGE = 4096
+
+
+def _pte(rig: KernelRig, addr: int) -> int:
+    pa = pte_offset_lookup(rig.task.mm, addr)
+    return 0 if pa is None else ptep_get(rig.task.mm, pa)
+
+
+def _anon(rig: KernelRig, npages: int, prot: int = PROT_READ | PROT_WRITE) -> int:
+    addr = do_mmap(rig.task.mm, None, 0, npages * PAGE, prot, MAP_PRIVATE | MAP_ANONYMOUS, 0)
+    assert addr > 0
+    return addr
+
+
+def _fault(rig: KernelRig, addr: int, access: AccessType) -> int:
+    out = do_user_addr_fault(rig.task, addr, access)
+    return out.signal
+
+
+def test_write_fault_allocates_one_anon_page_per_page(rig: KernelRig) -> None:
+    n = 10
+    addr = _anon(rig, n)
+    fmt = rig.kern.fmt
+    for i in range(n):
+        assert _fault(rig, addr + i * PAGE + 123, AccessType.WRITE) == 0
+    assert rig.task.counts.min_flt == n and rig.task.counts.maj_flt == 0
+    assert rig.kern.vmstat.by_type["anon"] == n
+    assert rig.task.mm.rss_anon == n
+    pfns = set()
+    for i in range(n):
+        pte = _pte(rig, addr + i * PAGE)
+        assert fmt.pte_present(pte) and fmt.pte_write(pte) and fmt.pte_dirty(pte)
+        page = rig.kern.pfn_to_page(fmt.pte_pfn(pte))
+        assert PageAnon(page) and page.mapping & PAGE_MAPPING_ANON
+        assert page_mapcount(page) == 1 and page._count == 1
+        assert PageTest(page, PG.swapbacked) and PageTest(page, PG.uptodate)
+        pfns.add(page.pfn)
+    assert len(pfns) == n
+    # filling empty PTEs never needs a TLB flush
+    assert not [c for c in rig.flush.calls if c[0] != "icache"]
+
+
+def test_read_maps_zero_page_then_write_takes_wp_fault(rig: KernelRig) -> None:
+    n = 4
+    addr = _anon(rig, n)
+    fmt = rig.kern.fmt
+    for i in range(n):
+        assert _fault(rig, addr + i * PAGE, AccessType.READ) == 0
+        pte = _pte(rig, addr + i * PAGE)
+        assert fmt.pte_pfn(pte) == rig.kern.zero_pfn
+        assert not fmt.pte_write(pte) and fmt.pte_special(pte)
+    assert rig.kern.vmstat.by_type["zero"] == n
+    assert rig.task.mm.rss_anon == 0
+    for i in range(n):
+        assert _fault(rig, addr + i * PAGE, AccessType.WRITE) == 0
+        pte = _pte(rig, addr + i * PAGE)
+        assert fmt.pte_pfn(pte) != rig.kern.zero_pfn and fmt.pte_write(pte)
+        # the new page is zeroed
+        assert not rig.kern.phys.buf[fmt.pte_pfn(pte) * PAGE:(fmt.pte_pfn(pte) + 1) * PAGE].any()
+    assert rig.kern.vmstat.by_type["wp"] == n
+    assert rig.task.counts.min_flt == 2 * n
+    # each zero-page PTE was replaced while present: one flush per page
+    flushed = [c[1] for c in rig.flush.calls if c[0] == "page"]
+    assert flushed == [addr + i * PAGE for i in range(n)]
+
+
+def test_no_zero_page_knob_allocates_on_read(tmp_path: Path) -> None:
+    rig = make_rig("x86_64", tmp_path, use_zero_page=False)
+    addr = _anon(rig, 3)
+    for i in range(3):
+        _fault(rig, addr + i * PAGE, AccessType.READ)
+    assert rig.kern.vmstat.by_type == {**rig.kern.vmstat.by_type, "anon": 3, "zero": 0}
+
+
+def _make_file(root: Path, name: str, npages: int) -> bytes:
+    data = bytes((i * 7 + j) & 0xFF for i in range(npages) for j in range(PAGE))
+    (root / name).write_bytes(data)
+    return data
+
+
+def _open_map(rig: KernelRig, name: str, npages: int, prot: int, flags: int,
+              writable: bool = False) -> int:
+    from mmuemu.kernel.syscalls import O_ACCMODE  # noqa: F401 - documents the flag space
+    vfs = rig.kern.vfs
+    err, host = vfs.resolve("/", name)
+    assert err == 0
+    inode = vfs.host_inode(host)
+    f = vfs.open_file(inode, 2 if writable else 0, name)
+    if rig.kern.config.page_cache == "warm":
+        from mmuemu.kernel.filemap import populate_page_cache
+        populate_page_cache(rig.kern, inode.i_mapping)
+    addr = do_mmap(rig.task.mm, f, 0, npages * PAGE, prot, flags, 0)
+    assert addr > 0, addr
+    return addr
+
+
+@pytest.mark.parametrize("fault_around_bytes", [4096, 16384, 65536])
+def test_fault_around_maps_aligned_window_of_cached_pages(tmp_path: Path,
+                                                          fault_around_bytes: int) -> None:
+    npages = 64
+    rig = make_rig("x86_64", tmp_path, fault_around_bytes=fault_around_bytes)
+    _make_file(tmp_path, "f.dat", npages)
+    addr = _open_map(rig, "f.dat", npages, PROT_READ, MAP_PRIVATE)
+    window = fault_around_bytes // PAGE
+    # the mapping is 2 MiB aligned? not necessarily: compute the aligned windows Linux uses
+    faults = 0
+    for i in range(npages):
+        if _pte(rig, addr + i * PAGE) == 0:
+            assert _fault(rig, addr + i * PAGE, AccessType.READ) == 0
+            faults += 1
+    expected = len({((addr >> 12) + i) // window for i in range(npages)})
+    assert faults == expected == rig.task.counts.min_flt
+    assert rig.task.counts.maj_flt == 0
+    assert rig.kern.vmstat.by_type["file"] == faults
+    assert rig.task.mm.rss_file == npages
+
+
+def test_cold_cache_read_is_major_and_reads_ahead(tmp_path: Path) -> None:
+    npages = 64
+    rig = make_rig("x86_64", tmp_path, page_cache="cold")
+    data = _make_file(tmp_path, "f.dat", npages)
+    addr = _open_map(rig, "f.dat", npages, PROT_READ, MAP_PRIVATE)
+    assert _fault(rig, addr, AccessType.READ) == 0
+    assert rig.task.counts.maj_flt == 1
+    mapping = find_vma(rig.task.mm, addr).vm_file.f_mapping  # type: ignore[union-attr]
+    # do_sync_mmap_readahead: a window of ra_pages starting ra_pages/2 before
+    # the fault, clamped at 0: pages [0, ra_pages)
+    assert mapping.nrpages == rig.kern.config.ra_pages
+    fmt = rig.kern.fmt
+    pte = _pte(rig, addr)
+    got = rig.kern.phys.read(fmt.pte_pfn(pte) * PAGE, PAGE)
+    assert got == data[:PAGE]
+    # reading the whole file sequentially: far fewer major faults than pages
+    for i in range(npages):
+        if _pte(rig, addr + i * PAGE) == 0:
+            _fault(rig, addr + i * PAGE, AccessType.READ)
+    assert rig.task.counts.maj_flt < npages // 8
+    assert mapping.nrpages == npages
+
+
+def test_private_file_write_copies_and_leaves_file_alone(tmp_path: Path) -> None:
+    rig = make_rig("aarch64", tmp_path)
+    data = _make_file(tmp_path, "f.dat", 4)
+    addr = _open_map(rig, "f.dat", 4, PROT_READ | PROT_WRITE, MAP_PRIVATE)
+    assert _fault(rig, addr + PAGE, AccessType.WRITE) == 0
+    assert rig.kern.vmstat.by_type["cow"] == 1
+    fmt = rig.kern.fmt
+    pte = _pte(rig, addr + PAGE)
+    page = rig.kern.pfn_to_page(fmt.pte_pfn(pte))
+    assert PageAnon(page) and fmt.pte_write(pte)
+    assert rig.kern.phys.read(page.pfn * PAGE, PAGE) == data[PAGE:2 * PAGE]
+    mapping = find_vma(rig.task.mm, addr).vm_file.f_mapping  # type: ignore[union-attr]
+    from mmuemu.kernel.radix_tree import radix_tree_lookup
+    cached = radix_tree_lookup(mapping.page_tree, 1)
+    assert cached is not None and cached.pfn != page.pfn
+
+
+def test_read_then_write_private_file_page_is_cow_with_flush(tmp_path: Path) -> None:
+    rig = make_rig("x86_64", tmp_path, fault_around_bytes=4096)
+    _make_file(tmp_path, "f.dat", 2)
+    addr = _open_map(rig, "f.dat", 2, PROT_READ | PROT_WRITE, MAP_PRIVATE)
+    _fault(rig, addr, AccessType.READ)
+    rig.flush.calls.clear()
+    _fault(rig, addr, AccessType.WRITE)
+    assert rig.kern.vmstat.by_type["cow"] == 1
+    assert ("page", addr, addr + PAGE) in rig.flush.calls
+    assert rig.task.mm.rss_file == 0 and rig.task.mm.rss_anon == 1
+
+
+def test_shared_file_write_dirties_the_cache_page(tmp_path: Path) -> None:
+    rig = make_rig("x86_64", tmp_path)
+    _make_file(tmp_path, "f.dat", 2)
+    addr = _open_map(rig, "f.dat", 2, PROT_READ | PROT_WRITE, MAP_SHARED, writable=True)
+    assert _fault(rig, addr, AccessType.WRITE) == 0
+    assert rig.kern.vmstat.by_type["shared"] == 1
+    page = rig.kern.pfn_to_page(rig.kern.fmt.pte_pfn(_pte(rig, addr)))
+    assert not PageAnon(page) and PageTest(page, PG.dirty)
+
+
+def test_segv_outside_vma_and_on_readonly_write(rig: KernelRig) -> None:
+    out = do_user_addr_fault(rig.task, 0x10, AccessType.WRITE)
+    assert (out.signal, out.si_code) == (SIGSEGV, SEGV_MAPERR)
+    addr = _anon(rig, 1, PROT_READ)
+    out = do_user_addr_fault(rig.task, addr, AccessType.WRITE)
+    assert (out.signal, out.si_code) == (SIGSEGV, SEGV_ACCERR)
+    assert rig.task.counts.min_flt == 0  # failed faults are not counted per task
+
+
+def test_munmap_frees_pages_and_flushes(rig: KernelRig) -> None:
+    n = 8
+    free0 = rig.kern.buddy.stats.nr_free_pages
+    addr = _anon(rig, n)
+    for i in range(n):
+        _fault(rig, addr + i * PAGE, AccessType.WRITE)
+    assert rig.kern.buddy.stats.nr_free_pages < free0 - n + 1
+    rig.flush.calls.clear()
+    assert do_munmap(rig.task.mm, addr, n * PAGE) == 0
+    assert find_vma(rig.task.mm, addr) is None or find_vma(rig.task.mm, addr).vm_start > addr
+    assert ("range", addr, addr + n * PAGE) in rig.flush.calls
+    # pages and the (now empty) page tables went back to the allocator
+    assert rig.kern.buddy.stats.nr_free_pages == free0
+    assert rig.task.mm.rss_anon == 0
+    assert do_user_addr_fault(rig.task, addr, AccessType.READ).signal == SIGSEGV
+
+
+def test_munmap_middle_splits_the_vma(rig: KernelRig) -> None:
+    addr = _anon(rig, 6)
+    for i in range(6):
+        _fault(rig, addr + i * PAGE, AccessType.WRITE)
+    assert do_munmap(rig.task.mm, addr + 2 * PAGE, 2 * PAGE) == 0
+    mm = rig.task.mm
+    spans = [(v.vm_start, v.vm_end) for v in mm.mmap]
+    assert (addr, addr + 2 * PAGE) in spans and (addr + 4 * PAGE, addr + 6 * PAGE) in spans
+    assert mm.map_count == len(mm.mmap) == 2
+    assert _pte(rig, addr + 2 * PAGE) == 0 and _pte(rig, addr + 4 * PAGE) != 0
+    assert mm.rss_anon == 4
+
+
+def test_stack_grows_down_within_rlimit(rig: KernelRig) -> None:
+    from mmuemu.kernel.mm_types import VM, VmAreaStruct
+    from mmuemu.kernel.mmap import vm_get_page_prot, vma_link
+    mm = rig.task.mm
+    top = 0x7FFF_0000_0000
+    flags = VM.READ | VM.WRITE | VM.MAYREAD | VM.MAYWRITE | VM.GROWSDOWN
+    stack = VmAreaStruct(vm_mm=mm, vm_start=top - PAGE, vm_end=top, vm_flags=flags,
+                         vm_page_prot=vm_get_page_prot(mm, flags), vm_pgoff=(top - PAGE) >> 12)
+    vma_link(mm, stack)
+    assert _fault(rig, top - 100 * PAGE, AccessType.WRITE) == 0
+    assert stack.vm_start == top - 100 * PAGE
+    # beyond RLIMIT_STACK (8 MiB) the stack does not grow
+    assert _fault(rig, top - (9 << 20), AccessType.WRITE) == SIGSEGV
+
+
+def test_brk_grows_merges_and_shrinks(rig: KernelRig) -> None:
+    from mmuemu.kernel.mmap import sys_brk
+    mm = rig.task.mm
+    mm.start_brk = mm.brk = 0x60_0000
+    assert sys_brk(mm, 0x60_0000 + 3 * PAGE) == 0x60_0000 + 3 * PAGE
+    assert sys_brk(mm, 0x60_0000 + 8 * PAGE) == 0x60_0000 + 8 * PAGE
+    assert [(v.vm_start, v.vm_end) for v in mm.mmap] == [(0x60_0000, 0x60_0000 + 8 * PAGE)]
+    for i in range(8):
+        _fault(rig, 0x60_0000 + i * PAGE, AccessType.WRITE)
+    assert sys_brk(mm, 0x60_0000 + 2 * PAGE) == 0x60_0000 + 2 * PAGE
+    assert mm.rss_anon == 2
+    # below start_brk is refused: the break stays
+    assert sys_brk(mm, 0x50_0000) == 0x60_0000 + 2 * PAGE
+    os.sync  # noqa: B018 - keep import used
