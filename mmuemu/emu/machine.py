@@ -12,7 +12,7 @@ block once).
 """
 from __future__ import annotations
 
-import ctypes
+import dataclasses
 import os
 import sys
 import time
@@ -27,6 +27,7 @@ from mmuemu.arch import BY_E_MACHINE, ArchSpec
 from mmuemu.arch.base import HwFault
 from mmuemu.config import KernelConfig, RunConfig
 from mmuemu.emu.cpu import CPUS
+from mmuemu.emu.fault_address import effective_address
 from mmuemu.emu.native import NativeFastPath, hook_add_native
 from mmuemu.hw.physmem import PhysMem
 from mmuemu.kernel.binfmt_elf import ExecError, check_elf, load_elf_binary
@@ -131,15 +132,17 @@ class Machine:
         cpu = CPUS[self.spec.arch]
         self.regs = cpu.regs
         self.uc = unicorn.Uc(cpu.uc_arch, cpu.uc_mode)
-        self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)
         if self.spec.arch is Arch.ARM64:
+            # QEMU's arm64 soft-TLB page is 1 KiB by default; fills must be per 4 KiB frame.
             self.uc.ctl_set_page_size(4096)
+        self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)
         self.uc.mem_map_ptr(0, self.phys.size, unicorn.UC_PROT_ALL, self.phys.address())
         self.tlb.uc = self.uc
         self.native = NativeFastPath(self.phys, self.spec.arch, self.kconfig.hw_access_flag)
-        self._md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64) \
+        self._md: capstone.Cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64) \
             if self.spec.arch is Arch.X86_64 else \
             capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
+        self._md.detail = True
         self.task = TaskStruct(pid=1, comm="", mm=self.kern.mm_alloc())
         self._stdio()
         argv_b = [os.fsencode(a) for a in [path, *argv]]
@@ -200,7 +203,7 @@ class Machine:
         va = address
         end = address + size
         while va < end:
-            res = self.native.walk(va, Access.FETCH)
+            res = self.native.walk(va, Access.FETCH, count=False)
             if not res.ok:
                 break
             n = min(end - va, 4096 - (va & 0xFFF))
@@ -210,7 +213,7 @@ class Machine:
 
     # --- faults ----------------------------------------------------------------------
     def _hw_fault(self, vaddr: int, access: Access) -> HwFault:
-        res = self.native.walk(vaddr, access)
+        res = self.native.walk(vaddr, access, count=False)
         return HwFault(address=vaddr, access=_ACCESS_TYPE[access],
                        present=res.level == 3 and not res.ok, level=res.level)
 
@@ -228,8 +231,8 @@ class Machine:
             if not res.ok:
                 raise AssertionError(f"fault at {vaddr:#x} ({acc.name}) resolved by the kernel "
                                      "but the page walk still fails")
-            entry.contents.paddr = res.pa
-            entry.contents.perms = res.perms
+            entry.paddr = res.pa
+            entry.perms = res.perms
             return True
         except BaseException as e:  # never unwind through Unicorn
             self._internal_error = e
@@ -270,9 +273,21 @@ class Machine:
         uc.emu_stop()
 
     # --- running ----------------------------------------------------------------------
+    def _read_reg(self, name: str) -> int | None:
+        reg = self.regs.get(name)
+        return None if reg is None else int(self.uc.reg_read(reg))
+
     def _segv_message(self, pc: int, sp: int) -> str:
         f = self._fault
         assert f is not None
+        if f.access is not AccessType.EXEC:
+            res = self.native.walk(pc, Access.FETCH, count=False)
+            if res.ok:
+                n = min(16, 4096 - (pc & 0xFFF))
+                code = self.phys.read(res.pa | (pc & 0xFFF), n)
+                addr = effective_address(self._md, code, pc, self._read_reg, f.address)
+                f = dataclasses.replace(f, address=addr)
+                self._fault = f
         vma = find_vma(self.task.mm, pc)
         where = ""
         if vma is not None and vma.vm_start <= pc and vma.vm_file is not None:
@@ -289,16 +304,14 @@ class Machine:
         timeout_us = int(self.rconfig.time_limit * 1e6)
         start = time.perf_counter()
         try:
-            uc.emu_start(self.exec.entry, 0xFFFF_FFFF_FFFF_FFFF, timeout=timeout_us)
+            uc.emu_start(self.exec.entry, 0, timeout=timeout_us)
             err: Optional[unicorn.UcError] = None
         except unicorn.UcError as e:
             err = e
         wall = time.perf_counter() - start
         if self._internal_error is not None:
-            e = self._internal_error
-            if isinstance(e, MachineError):
-                raise e
-            raise e
+            raise self._internal_error
+        self.native.raise_pending()  # an exception in the block-count callback
         pc, sp = uc.reg_read(pc_reg), uc.reg_read(sp_reg)
         if self.result is None:
             if self._pending_signal:

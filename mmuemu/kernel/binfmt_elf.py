@@ -94,6 +94,16 @@ def check_elf(path: str, arch: ElfArchInfo | None = None) -> tuple[int, str]:
         raise ExecError(f"{path}: not an executable (e_type {e_type})")
     if arch is not None and e_machine != arch.e_machine:
         raise ExecError(f"{path}: ELF machine {e_machine} is not {arch.name}")
+    e_phoff, = struct.unpack_from("<Q", head, 32)
+    e_phentsize, e_phnum = struct.unpack_from("<HH", head, 54)
+    size = os.path.getsize(path)
+    if e_phnum == 0:
+        raise ExecError(f"{path}: no program headers (no PT_LOAD segment)")
+    if e_phentsize != 56:
+        raise ExecError(f"{path}: malformed ELF: e_phentsize {e_phentsize} (expected 56)")
+    if e_phoff + e_phnum * e_phentsize > size:
+        raise ExecError(f"{path}: truncated ELF: program headers end at offset "
+                        f"{e_phoff + e_phnum * e_phentsize:#x}, file has {size:#x} bytes")
     return e_machine, "static executable"
 
 

@@ -1,0 +1,500 @@
+/*
+ * mmuemu native fast path: the page walk on Unicorn TLB fills, and
+ * instruction counting per basic block.
+ *
+ * Built as the CPython extension module mmuemu.emu._fastpath (its module
+ * object is empty); mmuemu/emu/native.py loads the same shared object with
+ * ctypes and registers the callbacks below with libunicorn's uc_hook_add.
+ *
+ * mmuemu_walk() implements exactly the rules of the pure-Python reference
+ * walker, mmuemu/hw/walker.py (read that module's docstring: it is the
+ * specification); tests/emu/test_native.py checks them against each other.
+ *
+ * Only the handful of Unicorn types needed are declared here (ABI of Unicorn
+ * 2.1.4's unicorn.h): the build must not depend on the unicorn package's
+ * headers being importable.
+ *
+ * Threading: one state per emulated CPU, used only from the thread running
+ * uc_emu_start (and from Python between runs).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MMUEMU_EXPORT __attribute__((visibility("default")))
+
+/* ---- Unicorn 2.1.4 ABI (unicorn.h) ------------------------------------- */
+typedef struct uc_struct uc_engine;     /* opaque */
+typedef struct mmuemu_uc_tlb_entry {    /* struct uc_tlb_entry */
+    uint64_t paddr;
+    int perms;                          /* uc_prot: READ 1, WRITE 2, EXEC 4 */
+} mmuemu_uc_tlb_entry;
+enum { UC_MEM_READ = 16, UC_MEM_WRITE = 17, UC_MEM_FETCH = 18 };
+enum { UC_PROT_READ = 1, UC_PROT_WRITE = 2, UC_PROT_EXEC = 4 };
+
+/* ---- the shared state (mirrored by MmuemuState in native.py) ----------- */
+#define MMUEMU_STATE_VERSION 1u
+#define MMUEMU_ARCH_X86_64 0u
+#define MMUEMU_ARCH_ARM64 1u
+#define MMUEMU_LEVELS 4
+#define MMUEMU_NO_PTE UINT64_MAX        /* last_pte_pa when no entry was read */
+#define MMUEMU_COUNT_ERROR UINT32_MAX   /* count_block's "I failed" answer */
+
+typedef uint32_t (*mmuemu_count_block_fn)(uint64_t address, uint32_t size);
+typedef int (*mmuemu_stop_fn)(uc_engine *uc);
+
+struct mmuemu_state {
+    uint32_t version;           /* MMUEMU_STATE_VERSION, set by Python */
+    uint32_t size;              /* sizeof(struct mmuemu_state), set by Python */
+    uint8_t *phys;              /* guest physical memory, PA 0 .. phys_size-1 */
+    uint64_t phys_size;
+    uint64_t root;              /* CR3 / TTBR0 of the running address space */
+    uint32_t arch;              /* 0 x86_64, 1 arm64 */
+    uint32_t hw_af;             /* arm64: 1 = hardware AF/DBM update (HAFDBS) */
+    /* fill and walk counters */
+    uint64_t fills;             /* mmuemu_tlb_fill calls */
+    uint64_t fills_resolved;
+    uint64_t fills_faulted;
+    uint64_t fills_by_access[3];/* read, write, fetch */
+    uint64_t walks;             /* mmuemu_walk calls (fills + Python walks) */
+    uint64_t walk_refs[MMUEMU_LEVELS]; /* table entries read, per level */
+    uint64_t ad_updates;        /* entries written back by the walker */
+    uint64_t last_pte_pa;       /* PA of the last entry the last walk read */
+    /* instruction counting */
+    uint64_t insns;
+    uint64_t blocks;
+    uint64_t insn_limit;        /* 0 = none; else run at most this many */
+    uint32_t limit_hit;
+    uint32_t count_error;       /* count_block returned MMUEMU_COUNT_ERROR */
+    mmuemu_count_block_fn count_block; /* Python (ctypes) callback, or NULL */
+    mmuemu_stop_fn stop_fn;     /* libunicorn's uc_emu_stop, or NULL */
+    void *tab;                  /* struct block_slot[tab_cap] */
+    uint64_t tab_cap;
+    uint64_t tab_used;
+    uint64_t block_misses;      /* count_block calls */
+};
+
+/* ---- page-table bits ------------------------------------------------------ */
+/* Output-address bits 47:12, as mmuemu/hw/pte.py:ADDR_MASK (arm64 keeps DBM
+ * in bit 51; emulated RAM stays far below 2**48). native.py checks the two
+ * agree through mmuemu_addr_mask(). */
+#define ADDR_MASK 0x0000FFFFFFFFF000ull
+
+/* x86-64 (Intel SDM vol. 3A table 4-19; mmuemu/hw/x86_64/pte.py) */
+#define X86_P   (1ull << 0)
+#define X86_RW  (1ull << 1)
+#define X86_US  (1ull << 2)
+#define X86_A   (1ull << 5)
+#define X86_D   (1ull << 6)
+#define X86_NX  (1ull << 63)
+#define X86_TASK_SIZE 0x00007FFFFFFFF000ull
+
+/* arm64 stage 1, 4 KiB granule (Arm ARM D8.3; mmuemu/hw/arm64/pte.py) */
+#define A64_VALID  (1ull << 0)
+#define A64_USER   (1ull << 6)   /* AP[1] */
+#define A64_RDONLY (1ull << 7)   /* AP[2] */
+#define A64_AF     (1ull << 10)
+#define A64_DBM    (1ull << 51)
+#define A64_UXN    (1ull << 54)
+#define A64_TABLE  3ull
+#define A64_TASK_SIZE (1ull << 48)
+
+static inline uint64_t rd64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;   /* little-endian host, little-endian guest tables */
+}
+
+static inline void wr64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+static inline unsigned pt_index(uint64_t va, int level)
+{
+    return (unsigned)((va >> (39 - 9 * level)) & 0x1FF);
+}
+
+/* The leaf rules: hw_update(), leaf_perms() and fill_writable() of the
+ * PteFormat classes. Return 0 when the access is not allowed, else 1 with
+ * *new_pte (the entry the hardware writes back) and *perms (before the
+ * upper-level NX/RW restrictions). */
+static int x86_leaf(uint64_t pte, int access, uint64_t *new_pte, uint32_t *perms)
+{
+    if (!(pte & X86_P) || !(pte & X86_US))
+        return 0;
+    uint64_t n;
+    if (access == UC_MEM_WRITE) {
+        if (!(pte & X86_RW))
+            return 0;
+        n = pte | X86_A | X86_D;
+    } else {
+        if (access == UC_MEM_FETCH && (pte & X86_NX))
+            return 0;
+        n = pte | X86_A;
+    }
+    uint32_t p = UC_PROT_READ;
+    if (!(n & X86_NX))
+        p |= UC_PROT_EXEC;
+    if ((n & X86_RW) && (n & X86_D))
+        p |= UC_PROT_WRITE;
+    *new_pte = n;
+    *perms = p;
+    return 1;
+}
+
+static int a64_leaf(uint64_t pte, int access, uint64_t *new_pte, uint32_t *perms)
+{
+    if (!(pte & A64_VALID))
+        return 0;
+    int user = (pte & A64_USER) != 0;
+    int exec = !(pte & A64_UXN);
+    uint64_t n;
+    if (access == UC_MEM_WRITE) {
+        int writable = user && (!(pte & A64_RDONLY) || (pte & A64_DBM));
+        if (!writable)
+            return 0;
+        n = (pte | A64_AF) & ~A64_RDONLY;
+    } else {
+        if (access == UC_MEM_FETCH ? !exec : !user)
+            return 0;
+        n = pte | A64_AF;
+    }
+    uint32_t p = 0;
+    if (user)
+        p |= UC_PROT_READ;
+    if (exec)
+        p |= UC_PROT_EXEC;
+    if ((n & A64_USER) && !(n & A64_RDONLY))
+        p |= UC_PROT_WRITE;
+    *new_pte = n;
+    *perms = p;
+    return 1;
+}
+
+/**
+ * mmuemu_walk - translate @va for a user-mode @access (16 read, 17 write,
+ * 18 fetch) through the tables at s->root, as mmuemu/hw/walker.py:walk().
+ * @pa:    out: page-frame physical address (when ok)
+ * @perms: out: UC_PROT_* bits for the TLB entry (when ok)
+ * @level: out: level where the walk stopped (3 = leaf)
+ *
+ * Counts walks, walk_refs[level] per entry read and ad_updates per entry
+ * written back; sets last_pte_pa. Every entry address is checked against
+ * phys_size. Return: 1 if the access is allowed, 0 on a fault.
+ */
+MMUEMU_EXPORT int mmuemu_walk(struct mmuemu_state *s, uint64_t va, int access,
+                              uint64_t *pa, uint32_t *perms, int *level)
+{
+    const int x86 = s->arch == MMUEMU_ARCH_X86_64;
+    const int hw_flags = x86 || s->hw_af;
+    const uint64_t limit = s->phys_size >= 8 ? s->phys_size - 8 : 0;
+    uint8_t *const phys = s->phys;
+    uint64_t table = s->root & ADDR_MASK;
+    int writable = 1, nx = 0;
+
+    s->walks++;
+    s->last_pte_pa = MMUEMU_NO_PTE;
+    *pa = 0;
+    *perms = 0;
+    *level = 0;
+    if (va >= (x86 ? X86_TASK_SIZE : A64_TASK_SIZE) || s->phys_size < 8)
+        return 0;
+
+    for (int lvl = 0; lvl < MMUEMU_LEVELS - 1; lvl++) {
+        const uint64_t epa = table + 8u * pt_index(va, lvl);
+        *level = lvl;
+        if (epa > limit)
+            return 0;
+        uint64_t e = rd64(phys + epa);
+        s->walk_refs[lvl]++;
+        s->last_pte_pa = epa;
+        if (x86) {
+            if (!(e & X86_P) || !(e & X86_US))
+                return 0;
+            if (!(e & X86_A)) {
+                e |= X86_A;
+                wr64(phys + epa, e);
+                s->ad_updates++;
+            }
+            if (!(e & X86_RW))
+                writable = 0;
+            if (e & X86_NX)
+                nx = 1;
+        } else if ((e & 3) != A64_TABLE) {
+            return 0;
+        }
+        table = e & ADDR_MASK;
+    }
+
+    const uint64_t epa = table + 8u * pt_index(va, MMUEMU_LEVELS - 1);
+    *level = MMUEMU_LEVELS - 1;
+    if (epa > limit)
+        return 0;
+    const uint64_t pte = rd64(phys + epa);
+    s->walk_refs[MMUEMU_LEVELS - 1]++;
+    s->last_pte_pa = epa;
+    if ((access == UC_MEM_WRITE && !writable) || (access == UC_MEM_FETCH && nx))
+        return 0;
+    uint64_t n;
+    uint32_t p;
+    if (!(x86 ? x86_leaf(pte, access, &n, &p) : a64_leaf(pte, access, &n, &p)))
+        return 0;
+    if (n != pte) {
+        if (!hw_flags)
+            return 0;
+        wr64(phys + epa, n);
+        s->ad_updates++;
+    }
+    if (nx)
+        p &= ~(uint32_t)UC_PROT_EXEC;
+    if (!writable)
+        p &= ~(uint32_t)UC_PROT_WRITE;
+    *pa = n & ADDR_MASK;
+    *perms = p;
+    return 1;
+}
+
+/**
+ * mmuemu_tlb_fill - UC_HOOK_TLB_FILL callback; @user_data is the state.
+ *
+ * Resolves the miss from the page tables when the walk allows the access;
+ * otherwise returns false so that the next fill hook (Python: the page
+ * fault path) runs.
+ */
+MMUEMU_EXPORT bool mmuemu_tlb_fill(uc_engine *uc, uint64_t vaddr, int type,
+                                   mmuemu_uc_tlb_entry *result, void *user_data)
+{
+    struct mmuemu_state *s = user_data;
+    uint64_t pa;
+    uint32_t perms;
+    int level;
+
+    (void)uc;
+    s->fills++;
+    if (type >= UC_MEM_READ && type <= UC_MEM_FETCH)
+        s->fills_by_access[type - UC_MEM_READ]++;
+    if (mmuemu_walk(s, vaddr, type, &pa, &perms, &level)) {
+        result->paddr = pa;
+        result->perms = (int)perms;
+        s->fills_resolved++;
+        return true;
+    }
+    s->fills_faulted++;
+    return false;
+}
+
+/* ---- instruction counting per basic block ------------------------------
+ * An open-addressing (linear probing) table: (address, size) -> number of
+ * instructions. An empty slot has size == EMPTY_SIZE (no block is 4 GiB). */
+#define EMPTY_SIZE UINT32_MAX
+#define TAB_MIN_CAP 1024u
+
+struct block_slot {
+    uint64_t address;
+    uint32_t size;
+    uint32_t ninsns;
+};
+
+static inline uint64_t slot_hash(uint64_t address, uint32_t size)
+{
+    uint64_t x = address ^ ((uint64_t)size << 48) ^ ((uint64_t)size * 0x9E3779B97F4A7C15ull);
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return x;
+}
+
+static struct block_slot *tab_alloc(uint64_t cap)
+{
+    struct block_slot *t = malloc(cap * sizeof *t);
+    if (t)
+        memset(t, 0xFF, cap * sizeof *t);   /* size = EMPTY_SIZE everywhere */
+    return t;
+}
+
+/* Insert without checking the load; the key must not be present. */
+static void tab_put(struct block_slot *t, uint64_t cap, uint64_t address,
+                    uint32_t size, uint32_t ninsns)
+{
+    uint64_t i = slot_hash(address, size) & (cap - 1);
+    while (t[i].size != EMPTY_SIZE)
+        i = (i + 1) & (cap - 1);
+    t[i].address = address;
+    t[i].size = size;
+    t[i].ninsns = ninsns;
+}
+
+/* Make room for one more entry (grow at 70% load). 0 if out of memory. */
+static int tab_reserve(struct mmuemu_state *s)
+{
+    if (s->tab && (s->tab_used + 1) * 10 <= s->tab_cap * 7)
+        return 1;
+    uint64_t cap = s->tab ? s->tab_cap * 2 : TAB_MIN_CAP;
+    struct block_slot *t = tab_alloc(cap);
+    if (!t)
+        return 0;
+    struct block_slot *old = s->tab;
+    if (old) {
+        for (uint64_t i = 0; i < s->tab_cap; i++)
+            if (old[i].size != EMPTY_SIZE)
+                tab_put(t, cap, old[i].address, old[i].size, old[i].ninsns);
+        free(old);
+    }
+    s->tab = t;
+    s->tab_cap = cap;
+    return 1;
+}
+
+static void stop(struct mmuemu_state *s, uc_engine *uc)
+{
+    if (s->stop_fn)
+        s->stop_fn(uc);
+}
+
+/**
+ * mmuemu_block - UC_HOOK_BLOCK callback; @user_data is the state.
+ *
+ * Adds the block's instruction count (looked up, or asked of count_block
+ * once per (address, size)) to insns and blocks.
+ *
+ * Instruction limit: when insn_limit != 0 and this block would take insns
+ * past it, the block is not counted, limit_hit is set and stop_fn is called.
+ * uc_emu_stop() from a block hook makes Unicorn leave the translation block
+ * before its first instruction (measured on x86-64 and arm64), so insns stays
+ * the exact number of instructions executed: at most insn_limit, whole
+ * blocks. Without a stop_fn the block runs, is counted, and limit_hit is set.
+ * A count_block failure (MMUEMU_COUNT_ERROR) sets count_error and stops the
+ * same way.
+ */
+MMUEMU_EXPORT void mmuemu_block(uc_engine *uc, uint64_t address, uint32_t size,
+                                void *user_data)
+{
+    struct mmuemu_state *s = user_data;
+    struct block_slot *t = s->tab;
+    uint32_t n = 0;
+    int found = 0;
+
+    if (t && size != EMPTY_SIZE) {
+        const uint64_t mask = s->tab_cap - 1;
+        for (uint64_t i = slot_hash(address, size) & mask; t[i].size != EMPTY_SIZE;
+             i = (i + 1) & mask) {
+            if (t[i].address == address && t[i].size == size) {
+                n = t[i].ninsns;
+                found = 1;
+                break;
+            }
+        }
+    }
+    if (!found && s->count_block) {
+        s->block_misses++;
+        n = s->count_block(address, size);
+        if (n == MMUEMU_COUNT_ERROR) {
+            s->count_error = 1;
+            stop(s, uc);
+            return;
+        }
+        if (size != EMPTY_SIZE && tab_reserve(s)) {
+            tab_put(s->tab, s->tab_cap, address, size, n);
+            s->tab_used++;
+        }
+    }
+    if (s->insn_limit != 0 && s->insns + n > s->insn_limit) {
+        s->limit_hit = 1;
+        if (s->stop_fn) {
+            stop(s, uc);
+            return;
+        }
+    }
+    s->insns += n;
+    s->blocks++;
+}
+
+/** mmuemu_block_table_clear - forget every block's count (code changed). */
+MMUEMU_EXPORT void mmuemu_block_table_clear(struct mmuemu_state *s)
+{
+    if (s->tab)
+        memset(s->tab, 0xFF, s->tab_cap * sizeof(struct block_slot));
+    s->tab_used = 0;
+}
+
+/** mmuemu_state_free_tables - release the block table (the state itself is
+ * owned by the caller). */
+MMUEMU_EXPORT void mmuemu_state_free_tables(struct mmuemu_state *s)
+{
+    free(s->tab);
+    s->tab = NULL;
+    s->tab_cap = 0;
+    s->tab_used = 0;
+}
+
+/** mmuemu_state_layout - version and sizeof of struct mmuemu_state, so the
+ * ctypes mirror can check itself against the compiled library. */
+MMUEMU_EXPORT uint32_t mmuemu_state_layout(uint32_t *size)
+{
+    *size = (uint32_t)sizeof(struct mmuemu_state);
+    return MMUEMU_STATE_VERSION;
+}
+
+/** mmuemu_addr_mask - the output-address mask the walker uses. */
+MMUEMU_EXPORT uint64_t mmuemu_addr_mask(void)
+{
+    return ADDR_MASK;
+}
+
+/** mmuemu_state_offset - offsetof a field by index (0 .. n-1), for the
+ * layout test; UINT32_MAX past the end. */
+MMUEMU_EXPORT uint32_t mmuemu_state_offset(uint32_t field)
+{
+    static const uint32_t offs[] = {
+        offsetof(struct mmuemu_state, version),
+        offsetof(struct mmuemu_state, size),
+        offsetof(struct mmuemu_state, phys),
+        offsetof(struct mmuemu_state, phys_size),
+        offsetof(struct mmuemu_state, root),
+        offsetof(struct mmuemu_state, arch),
+        offsetof(struct mmuemu_state, hw_af),
+        offsetof(struct mmuemu_state, fills),
+        offsetof(struct mmuemu_state, fills_resolved),
+        offsetof(struct mmuemu_state, fills_faulted),
+        offsetof(struct mmuemu_state, fills_by_access),
+        offsetof(struct mmuemu_state, walks),
+        offsetof(struct mmuemu_state, walk_refs),
+        offsetof(struct mmuemu_state, ad_updates),
+        offsetof(struct mmuemu_state, last_pte_pa),
+        offsetof(struct mmuemu_state, insns),
+        offsetof(struct mmuemu_state, blocks),
+        offsetof(struct mmuemu_state, insn_limit),
+        offsetof(struct mmuemu_state, limit_hit),
+        offsetof(struct mmuemu_state, count_error),
+        offsetof(struct mmuemu_state, count_block),
+        offsetof(struct mmuemu_state, stop_fn),
+        offsetof(struct mmuemu_state, tab),
+        offsetof(struct mmuemu_state, tab_cap),
+        offsetof(struct mmuemu_state, tab_used),
+        offsetof(struct mmuemu_state, block_misses),
+    };
+    return field < sizeof offs / sizeof offs[0] ? offs[field] : UINT32_MAX;
+}
+
+/* ---- the (empty) Python module ------------------------------------------- */
+static struct PyModuleDef fastpath_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_fastpath",
+    .m_doc = "mmuemu native fast path; the C functions are reached through ctypes "
+             "(see mmuemu.emu.native).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__fastpath(void)
+{
+    return PyModule_Create(&fastpath_module);
+}

@@ -1,0 +1,410 @@
+"""ctypes glue for the native fast path (``mmuemu/emu/_native/fastpath.c``).
+
+The C code is built as the extension module :mod:`mmuemu.emu._fastpath`; its
+Python module is empty, and this module loads the same shared object with
+:class:`ctypes.CDLL` to reach the C functions:
+
+* ``mmuemu_tlb_fill`` — a ``UC_HOOK_TLB_FILL`` callback walking the guest's
+  page tables in emulated physical memory (the rules of
+  :func:`mmuemu.hw.walker.walk`, which is its specification). It resolves
+  every miss the tables allow and returns False on a fault, so the next fill
+  hook registered (Python: the page-fault path) runs only for real faults.
+* ``mmuemu_block`` — a ``UC_HOOK_BLOCK`` callback counting instructions per
+  basic block; a new (address, size) is counted once by a Python callback
+  (capstone), later executions are a hash-table lookup.
+
+Register them with :func:`hook_add_native` (the Python binding's ``hook_add``
+only takes Python callables), passing :attr:`NativeFastPath.state_addr` as
+user data. Lifetime: the :class:`NativeFastPath` (its state, its count
+callback and the :class:`PhysMem` it points at) must outlive every hook that
+uses it; delete the hooks (or the ``Uc``) before :meth:`NativeFastPath.close`.
+"""
+from __future__ import annotations
+
+import _ctypes
+import ctypes
+import functools
+import importlib
+from types import TracebackType
+from typing import Any, Callable, Optional, Protocol
+
+from unicorn import unicorn_const
+from unicorn.unicorn_py3.unicorn import UcError, uclib
+
+from mmuemu._types import Access, Arch
+from mmuemu.hw.physmem import PhysMem
+from mmuemu.hw.pte import ADDR_MASK, LEVELS
+from mmuemu.hw.walker import WalkResult
+
+STATE_VERSION = 1
+ARCH_CODES: dict[Arch, int] = {Arch.X86_64: 0, Arch.ARM64: 1}
+#: What a count_block callback returns to report failure (emulation stops).
+COUNT_ERROR = 0xFFFF_FFFF
+_NO_PTE = 0xFFFF_FFFF_FFFF_FFFF
+_U64 = 1 << 64
+_REBUILD = "rebuild: pip install -e . or python setup.py build_ext --inplace"
+
+CountBlock = Callable[[int, int], int]
+#: ``uint32_t count_block(uint64_t address, uint32_t size)``
+COUNT_BLOCK_CFUNC = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint32)
+
+
+class MmuemuState(ctypes.Structure):
+    """Mirror of ``struct mmuemu_state`` (field order and types must match the C)."""
+
+    _fields_ = [
+        ("version", ctypes.c_uint32),
+        ("size", ctypes.c_uint32),
+        ("phys", ctypes.c_void_p),
+        ("phys_size", ctypes.c_uint64),
+        ("root", ctypes.c_uint64),
+        ("arch", ctypes.c_uint32),
+        ("hw_af", ctypes.c_uint32),
+        ("fills", ctypes.c_uint64),
+        ("fills_resolved", ctypes.c_uint64),
+        ("fills_faulted", ctypes.c_uint64),
+        ("fills_by_access", ctypes.c_uint64 * 3),
+        ("walks", ctypes.c_uint64),
+        ("walk_refs", ctypes.c_uint64 * LEVELS),
+        ("ad_updates", ctypes.c_uint64),
+        ("last_pte_pa", ctypes.c_uint64),
+        ("insns", ctypes.c_uint64),
+        ("blocks", ctypes.c_uint64),
+        ("insn_limit", ctypes.c_uint64),
+        ("limit_hit", ctypes.c_uint32),
+        ("count_error", ctypes.c_uint32),
+        ("count_block", ctypes.c_void_p),
+        ("stop_fn", ctypes.c_void_p),
+        ("tab", ctypes.c_void_p),
+        ("tab_cap", ctypes.c_uint64),
+        ("tab_used", ctypes.c_uint64),
+        ("block_misses", ctypes.c_uint64),
+    ]
+
+
+_StatePtr = ctypes.POINTER(MmuemuState)
+
+
+class UcLike(Protocol):
+    """A ``unicorn.Uc``: all this module needs is its engine handle (``_uch``).
+
+    (A Protocol because mypy resolves ``unicorn.Uc`` to the binding's py2 class
+    while the py3 class is the one that runs.)
+    """
+
+    _uch: Any
+
+
+def _set_prototypes(lib: ctypes.CDLL) -> None:
+    """Declare the C signatures (the hook callbacks are only ever called by Unicorn)."""
+    u32p = ctypes.POINTER(ctypes.c_uint32)
+    lib.mmuemu_walk.restype = ctypes.c_int
+    lib.mmuemu_walk.argtypes = [_StatePtr, ctypes.c_uint64, ctypes.c_int,
+                                ctypes.POINTER(ctypes.c_uint64), u32p,
+                                ctypes.POINTER(ctypes.c_int)]
+    lib.mmuemu_block_table_clear.restype = None
+    lib.mmuemu_block_table_clear.argtypes = [_StatePtr]
+    lib.mmuemu_state_free_tables.restype = None
+    lib.mmuemu_state_free_tables.argtypes = [_StatePtr]
+    lib.mmuemu_state_layout.restype = ctypes.c_uint32
+    lib.mmuemu_state_layout.argtypes = [u32p]
+    lib.mmuemu_state_offset.restype = ctypes.c_uint32
+    lib.mmuemu_state_offset.argtypes = [ctypes.c_uint32]
+    lib.mmuemu_addr_mask.restype = ctypes.c_uint64
+    lib.mmuemu_addr_mask.argtypes = []
+
+
+@functools.cache
+def load_library() -> ctypes.CDLL:
+    """The fast-path shared object, prototypes set and layout checked (loaded once)."""
+    path = importlib.import_module("mmuemu.emu._fastpath").__file__
+    if path is None:  # pragma: no cover - a built extension always has a file
+        raise ImportError("mmuemu.emu._fastpath has no file to load")
+    lib = ctypes.CDLL(path)
+    try:
+        _set_prototypes(lib)
+    except AttributeError as e:
+        raise ImportError(f"mmuemu.emu._fastpath is stale ({e}); {_REBUILD}") from None
+    if lib.mmuemu_addr_mask() != ADDR_MASK:
+        raise ImportError(f"mmuemu.emu._fastpath is stale: it masks table addresses with "
+                          f"{lib.mmuemu_addr_mask():#x}, mmuemu.hw.pte.ADDR_MASK is {ADDR_MASK:#x} "
+                          f"({_REBUILD})")
+    size = ctypes.c_uint32()
+    version = lib.mmuemu_state_layout(ctypes.byref(size))
+    if version != STATE_VERSION or size.value != ctypes.sizeof(MmuemuState):
+        raise ImportError(f"mmuemu.emu._fastpath is stale: state v{version} of {size.value} "
+                          f"bytes, expected v{STATE_VERSION} of {ctypes.sizeof(MmuemuState)} "
+                          f"({_REBUILD})")
+    for i, (name, *_) in enumerate(MmuemuState._fields_):
+        off = lib.mmuemu_state_offset(i)
+        if off != getattr(MmuemuState, name).offset:
+            raise ImportError(f"mmuemu.emu._fastpath: field {name} at offset {off}, "
+                              f"ctypes mirror says {getattr(MmuemuState, name).offset}")
+    return lib
+
+
+def _func_addr(func: _ctypes.CFuncPtr) -> int:
+    """Address of a ctypes foreign function."""
+    addr = ctypes.cast(func, ctypes.c_void_p).value
+    assert addr is not None
+    return int(addr)
+
+
+def hook_add_native(uc: UcLike, htype: int, callback_addr: int, user_data: int,
+                    begin: int = 1, end: int = 0) -> int:
+    """uc_hook_add() with a native callback: ``htype`` calls the C function at
+    ``callback_addr`` with ``user_data`` (e.g. :attr:`NativeFastPath.state_addr`).
+
+    Only for hook types whose uc_hook_add takes no extra arguments (TLB_FILL,
+    BLOCK, CODE, MEM_*, INTR). ``begin > end`` (the default) means everywhere.
+    Returns the hook handle; remove it with :func:`hook_del_native`, not
+    ``uc.hook_del`` (the binding keeps no Python callback for it).
+    """
+    handle = ctypes.c_size_t()
+    status = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), ctypes.c_int32(htype),
+                               ctypes.c_void_p(callback_addr), ctypes.c_void_p(user_data),
+                               ctypes.c_uint64(begin), ctypes.c_uint64(end))
+    if status != unicorn_const.UC_ERR_OK:
+        raise UcError(status)
+    return int(handle.value)
+
+
+def hook_del_native(uc: UcLike, handle: int) -> None:
+    """Remove a hook added by :func:`hook_add_native`."""
+    status = uclib.uc_hook_del(uc._uch, ctypes.c_size_t(handle))
+    if status != unicorn_const.UC_ERR_OK:
+        raise UcError(status)
+
+
+class NativeFastPath:
+    """One CPU's native state: page-walk context, counters, block-count table.
+
+    Args:
+        phys: the guest's physical memory (the C code reads and writes it in place).
+        arch: the guest architecture (selects the page-table format).
+        hw_af: arm64 hardware Access Flag / dirty-bit management (FEAT_HAFDBS);
+            ignored on x86-64, whose A/D bits are always hardware-managed.
+    """
+
+    def __init__(self, phys: PhysMem, arch: Arch, hw_af: bool = True) -> None:
+        self._lib = load_library()
+        self._phys = phys  # keep the buffer alive while C points into it
+        self.arch = arch
+        self._state = MmuemuState()
+        self._ptr = ctypes.pointer(self._state)
+        st = self._state
+        st.version = STATE_VERSION
+        st.size = ctypes.sizeof(MmuemuState)
+        st.phys = phys.address()
+        st.phys_size = phys.size
+        st.arch = ARCH_CODES[arch]
+        st.hw_af = 1 if hw_af else 0
+        self._count_cb: Optional[ctypes._CFunctionType] = None
+        self._count_fn: Optional[CountBlock] = None
+        #: an exception raised by the count_block callback (emulation was stopped)
+        self.pending_error: Optional[BaseException] = None
+        self._closed = False
+        self.state_addr: int = ctypes.addressof(st)
+        self.tlb_fill_addr: int = _func_addr(self._lib.mmuemu_tlb_fill)
+        self.block_hook_addr: int = _func_addr(self._lib.mmuemu_block)
+
+    # --- configuration ----------------------------------------------------------------
+    @property
+    def hw_af(self) -> bool:
+        return bool(self._state.hw_af)
+
+    @property
+    def root(self) -> int:
+        """CR3 / TTBR0 of the address space the walker uses."""
+        return int(self._state.root)
+
+    def set_root(self, pa: int) -> None:
+        """Switch address space (CR3 / TTBR0 write). Unicorn's soft TLB must be
+        flushed by the caller as well."""
+        self._state.root = pa
+
+    def set_count_block(self, fn: Optional[CountBlock]) -> None:
+        """Install ``fn(address, size) -> instructions`` for blocks not seen yet.
+
+        An exception in ``fn`` (or a count outside 0 .. 2**32-2) is kept in
+        :attr:`pending_error` and stops emulation (if a stop function is set);
+        call :meth:`raise_pending` after ``emu_start`` returns.
+        """
+        if fn is None:
+            self._count_cb = None
+            self._count_fn = None
+            self._state.count_block = None
+            return
+
+        def trampoline(address: int, size: int) -> int:
+            try:
+                n = fn(address, size)
+                if not 0 <= n < COUNT_ERROR:
+                    raise ValueError(f"count_block({address:#x}, {size}) returned {n}")
+                return n
+            except BaseException as e:  # never unwind through C
+                if self.pending_error is None:
+                    self.pending_error = e
+                return COUNT_ERROR
+
+        cb = COUNT_BLOCK_CFUNC(trampoline)
+        self._count_fn = fn
+        self._count_cb = cb
+        self._state.count_block = _func_addr(cb)
+
+    def set_stop_fn(self, addr: Optional[int]) -> None:
+        """Function ``int stop(uc_engine *)`` the block hook calls to end a run."""
+        self._state.stop_fn = addr
+
+    def set_stop(self, uc: UcLike) -> None:
+        """Let the block hook stop ``uc`` (through libunicorn's ``uc_emu_stop``)."""
+        if getattr(uc, "_uch", None) is None:
+            raise TypeError(f"expected an open unicorn.Uc, got {type(uc).__name__}")
+        self.set_stop_fn(_func_addr(uclib.uc_emu_stop))
+
+    def set_insn_limit(self, n: int) -> None:
+        """Run at most ``n`` instructions (0: no limit); clears limit_hit.
+
+        The hook stops emulation at the entry of the first block that would
+        take :attr:`insns` past ``n``; that block does not run, so ``insns``
+        stays exact (whole blocks, at most ``n``). Needs :meth:`set_stop`.
+        """
+        if n < 0:
+            raise ValueError("instruction limit must be >= 0")
+        self._state.insn_limit = n
+        self._state.limit_hit = 0
+
+    def clear_block_table(self) -> None:
+        """Forget every block's instruction count (guest code changed)."""
+        self._lib.mmuemu_block_table_clear(self._ptr)
+
+    def raise_pending(self) -> None:
+        """Re-raise (once) an exception the count_block callback caught."""
+        e, self.pending_error = self.pending_error, None
+        if e is not None:
+            self._state.count_error = 0
+            raise e
+
+    # --- the walk -----------------------------------------------------------------------
+    def walk(self, va: int, access: Access, *, count: bool = True) -> WalkResult:
+        """The native page walk (same rules and result as :func:`mmuemu.hw.walker.walk`).
+
+        Accessed/dirty updates are written to physical memory either way;
+        ``count=False`` leaves the walk counters (walks, walk_refs) as they were,
+        for walks the hardware would not have done (e.g. reading code to count it).
+        """
+        st = self._state
+        if va < 0 or va >= _U64:
+            return WalkResult(ok=False, pa=0, perms=0, level=0, mem_refs=0, pte_pa=-1)
+        refs_before = tuple(st.walk_refs)
+        walks_before = st.walks
+        pa = ctypes.c_uint64()
+        perms = ctypes.c_uint32()
+        level = ctypes.c_int()
+        ok = self._lib.mmuemu_walk(self._ptr, va, int(access), ctypes.byref(pa),
+                                   ctypes.byref(perms), ctypes.byref(level))
+        refs = sum(st.walk_refs) - sum(refs_before)
+        if not count:
+            for i, v in enumerate(refs_before):
+                st.walk_refs[i] = v
+            st.walks = walks_before
+        last = st.last_pte_pa
+        return WalkResult(ok=bool(ok), pa=pa.value, perms=perms.value, level=level.value,
+                          mem_refs=refs, pte_pa=-1 if last == _NO_PTE else int(last))
+
+    # --- counters -----------------------------------------------------------------------
+    @property
+    def fills(self) -> int:
+        """Unicorn TLB fills seen by the native hook."""
+        return int(self._state.fills)
+
+    @property
+    def fills_resolved(self) -> int:
+        """Fills resolved from the page tables (no fault)."""
+        return int(self._state.fills_resolved)
+
+    @property
+    def fills_faulted(self) -> int:
+        """Fills passed on to the next (Python, page-fault) hook."""
+        return int(self._state.fills_faulted)
+
+    @property
+    def fills_by_access(self) -> dict[Access, int]:
+        """Fills per access kind."""
+        return {a: int(self._state.fills_by_access[a - Access.READ]) for a in Access}
+
+    @property
+    def walks(self) -> int:
+        """Page walks done (fills plus counted Python walks)."""
+        return int(self._state.walks)
+
+    @property
+    def walk_refs(self) -> tuple[int, ...]:
+        """Page-table entries read, per level (0 = top)."""
+        return tuple(int(v) for v in self._state.walk_refs)
+
+    @property
+    def walk_mem_refs(self) -> int:
+        """Page-table entries read in all walks."""
+        return sum(self.walk_refs)
+
+    @property
+    def ad_updates(self) -> int:
+        """Entries the walker wrote back (accessed/dirty updates)."""
+        return int(self._state.ad_updates)
+
+    @property
+    def insns(self) -> int:
+        """Guest instructions counted (whole blocks, at block entry)."""
+        return int(self._state.insns)
+
+    @property
+    def blocks(self) -> int:
+        """Basic blocks executed."""
+        return int(self._state.blocks)
+
+    @property
+    def block_misses(self) -> int:
+        """Blocks counted by the Python callback (new (address, size) pairs)."""
+        return int(self._state.block_misses)
+
+    @property
+    def blocks_cached(self) -> int:
+        """Distinct blocks in the count table."""
+        return int(self._state.tab_used)
+
+    @property
+    def insn_limit(self) -> int:
+        return int(self._state.insn_limit)
+
+    @property
+    def limit_hit(self) -> bool:
+        """The instruction limit stopped emulation."""
+        return bool(self._state.limit_hit)
+
+    @property
+    def count_error(self) -> bool:
+        """The count_block callback failed and emulation was stopped."""
+        return bool(self._state.count_error)
+
+    # --- lifetime -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Free the native tables. Hooks using this state must be gone already."""
+        if not self._closed:
+            self._lib.mmuemu_state_free_tables(self._ptr)
+            self._state.count_block = None
+            self._count_cb = None
+            self._closed = True
+
+    def __enter__(self) -> NativeFastPath:
+        return self
+
+    def __exit__(self, exc_type: Optional[type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass

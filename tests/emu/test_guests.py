@@ -1,0 +1,63 @@
+"""Every guest program gives the same stdout and exit status under mmuemu as
+natively (x86-64 on this host) and under qemu-aarch64 (arm64)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ARCHES
+from tests.emu.helpers import run_mmuemu, run_native
+
+CASES: list[tuple[str, list[str]]] = [
+    ("hello", []),
+    ("exit_code", ["3"]),
+    ("exit_code", ["0xff"]),
+    ("args", ["one", "-x", "--two", "two words", ""]),
+    ("anon_touch", ["64"]),
+    ("anon_touch", ["1"]),
+    ("anon_read", ["16"]),
+    ("file_read", ["32"]),
+    ("brk_heap", ["32"]),
+    ("stack_grow", ["2000"]),
+    ("segv", []),
+    ("compute", ["20000"]),
+    ("tlb_stress", ["64", "4"]),
+    ("data_bss", []),
+    ("getrusage_self", []),
+]
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("name,args", CASES, ids=[f"{n}-{'-'.join(a) or 'noargs'}"
+                                                  for n, a in CASES])
+def test_same_output_and_status_as_native(arch: str, name: str, args: list[str],
+                                          tmp_path: Path) -> None:
+    ref_dir = tmp_path / "native"
+    emu_dir = tmp_path / "emu"
+    ref_dir.mkdir()
+    emu_dir.mkdir()
+    ref = run_native(arch, name, args, ref_dir)
+    if ref is None:
+        pytest.skip("qemu-aarch64 not installed")
+    got = run_mmuemu(arch, name, args, emu_dir)
+    assert got.stdout == ref.stdout, got.stderr.decode(errors="replace")
+    assert got.status == ref.status, got.stderr.decode(errors="replace")
+    # the guest left the same files behind (file_read removes its own)
+    assert sorted(p.name for p in emu_dir.iterdir()) == sorted(p.name for p in ref_dir.iterdir())
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_segv_is_reported_like_the_kernel(arch: str, tmp_path: Path) -> None:
+    got = run_mmuemu(arch, "segv", [], tmp_path)
+    assert got.status == 139
+    line = got.stderr.decode().strip().splitlines()[-1]
+    if arch == "x86_64":
+        # show_signal_msg(): write (2) | user (4), page not present: error 6
+        assert line.startswith("segv[1]: segfault at 10 ip ")
+        assert " error 6 in segv[" in line
+    else:
+        # DABT from EL0 (EC 0x24), IL, WnR, translation fault
+        assert line.startswith("segv[1]: unhandled exception: DABT (lower EL), ESR 0x00000000920000")
+        assert "translation fault at 0000000000000010 ip " in line
+    assert got.stats is not None and got.stats["signal"] == 11
