@@ -14,7 +14,7 @@ from typing import Optional
 
 from mmuemu.kernel.memory import handle_mm_fault
 from mmuemu.kernel.mm_types import (
-    VM, FaultFlag, FaultKind, VmAreaStruct, VmFaultReason, VM_FAULT_ERROR,
+    VM, FaultFlag, FaultKind, VmAreaStruct, VmFault, VmFaultReason, VM_FAULT_ERROR,
 )
 from mmuemu.kernel.mmap import expand_stack, find_vma
 from mmuemu.kernel.sched import TaskStruct
@@ -42,6 +42,7 @@ class FaultOutcome:
     kind: Optional[FaultKind]
     major: bool
     vma: Optional[VmAreaStruct]
+    vmf: Optional[VmFault] = None
 
 
 def access_error(access: AccessType, vma: VmAreaStruct) -> bool:
@@ -56,6 +57,15 @@ def access_error(access: AccessType, vma: VmAreaStruct) -> bool:
 def do_user_addr_fault(task: TaskStruct, address: int, access: AccessType,
                        user: bool = True) -> FaultOutcome:
     """do_user_addr_fault(): resolve a fault on a user address or name the signal."""
+    out = __do_user_addr_fault(task, address, access, user)
+    trace = task.mm.kernel.trace
+    if trace is not None:
+        trace.fault(task, address, access.value, out.vmf, out.vma, out.major, out.signal, user)
+    return out
+
+
+def __do_user_addr_fault(task: TaskStruct, address: int, access: AccessType,
+                         user: bool) -> FaultOutcome:
     mm = task.mm
     vma = find_vma(mm, address)
     if vma is None:
@@ -72,11 +82,12 @@ def do_user_addr_fault(task: TaskStruct, address: int, access: AccessType,
         flags |= FaultFlag.WRITE
     elif access is AccessType.EXEC:
         flags |= FaultFlag.INSTRUCTION
-    ret, kind = handle_mm_fault(vma, address, flags, task.counts)
+    ret, vmf = handle_mm_fault(vma, address, flags, task.counts)
+    kind = vmf.kind
     if ret & VM_FAULT_ERROR:
         if ret & VmFaultReason.OOM:
-            return FaultOutcome(9, 0, kind, False, vma)  # pagefault_out_of_memory: OOM kill
+            return FaultOutcome(9, 0, kind, False, vma, vmf)  # pagefault_out_of_memory: OOM kill
         if ret & VmFaultReason.SIGBUS:
-            return FaultOutcome(SIGBUS, 2, kind, False, vma)  # BUS_ADRERR
-        return FaultOutcome(SIGSEGV, SEGV_ACCERR, kind, False, vma)
-    return FaultOutcome(0, 0, kind, bool(ret & VmFaultReason.MAJOR), vma)
+            return FaultOutcome(SIGBUS, 2, kind, False, vma, vmf)  # BUS_ADRERR
+        return FaultOutcome(SIGSEGV, SEGV_ACCERR, kind, False, vma, vmf)
+    return FaultOutcome(0, 0, kind, bool(ret & VmFaultReason.MAJOR), vma, vmf)

@@ -14,6 +14,7 @@ from mmuemu.kernel.kobjects import KObjects
 from mmuemu.kernel.mm_types import PG, MmStruct, Page, SetPage
 from mmuemu.kernel.page_alloc import BuddyAllocator, OutOfMemory
 from mmuemu.kernel.tlbflush import TlbFlushOps
+from mmuemu.kernel.tracepoints import TraceSink
 from mmuemu.kernel.vmstat import VmStat
 
 
@@ -39,6 +40,8 @@ class Kernel:
         self.fault_around_pages = max(1, config.fault_around_bytes >> 12)
         self._next_context_id = 1
         self.vfs = Vfs(self, root)
+        #: tracepoint sink; None when tracing is off
+        self.trace: TraceSink | None = None
 
     # --- frames -------------------------------------------------------------
     def alloc_page(self, kind: str = "user", zero: bool = False) -> Page:

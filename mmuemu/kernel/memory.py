@@ -108,34 +108,34 @@ class FaultCounts:
 
 
 def handle_mm_fault(vma: VmAreaStruct, address: int, flags: FaultFlag,
-                    counts: FaultCounts | None = None) -> tuple[VmFaultReason, FaultKind]:
+                    counts: FaultCounts | None = None) -> tuple[VmFaultReason, VmFault]:
     """handle_mm_fault(): resolve a fault at ``address`` inside ``vma``.
 
     Requires: the caller (the arch fault handler) found ``vma`` and checked
-    the access against vm_flags. Returns the VM_FAULT_* result and which
-    handler resolved it.
+    the access against vm_flags. Returns the VM_FAULT_* result and the
+    vm_fault, whose ``kind``/``detail`` say which handler resolved it.
     """
-    ret, kind = __handle_mm_fault(vma, address, flags)
+    ret, vmf = __handle_mm_fault(vma, address, flags)
     mm_account_fault(vma.vm_mm, flags, ret, counts)
     if not ret & VM_FAULT_ERROR:
-        vma.vm_mm.kernel.vmstat.by_type[kind.value] += 1
-    return ret, kind
+        vma.vm_mm.kernel.vmstat.by_type[vmf.kind.value] += 1
+    return ret, vmf
 
 
 def __handle_mm_fault(vma: VmAreaStruct, address: int,
-                      flags: FaultFlag) -> tuple[VmFaultReason, FaultKind]:
+                      flags: FaultFlag) -> tuple[VmFaultReason, VmFault]:
     """__handle_mm_fault(): build the vm_fault, allocate page tables, go to the PTE."""
     vmf = VmFault(vma=vma, address=address & ~0xFFF, real_address=address, flags=flags,
                   pgoff=linear_page_index(vma, address))
     try:
         vmf.pte_pa = pte_offset_alloc(vma.vm_mm, address)
     except OutOfMemory:
-        return VmFaultReason.OOM, vmf.kind
+        return VmFaultReason.OOM, vmf
     try:
         ret = handle_pte_fault(vmf)
     except OutOfMemory:
         ret = VmFaultReason.OOM
-    return ret, vmf.kind
+    return ret, vmf
 
 
 def handle_pte_fault(vmf: VmFault) -> VmFaultReason:
@@ -340,6 +340,7 @@ def do_wp_page(vmf: VmFault) -> VmFaultReason:
             page_move_anon_rmap(page, vma)
             kern.vmstat.cow_reuses += 1
             vmf.kind = FaultKind.WP
+            vmf.detail = "reuse"
             return wp_page_reuse(vmf)
     elif vma.vm_flags & (VM.WRITE | VM.SHARED) == (VM.WRITE | VM.SHARED):
         return wp_page_shared(vmf)
@@ -395,6 +396,7 @@ def wp_page_copy(vmf: VmFault) -> VmFaultReason:
     if old_page is None:
         new_page = kern.alloc_page(zero=True)
         vmf.kind = FaultKind.WP
+        vmf.detail = "zero"
     else:
         new_page = kern.alloc_page()
         kern.phys.copy_frame(new_page.pfn, old_page.pfn)  # cow_user_page

@@ -371,3 +371,5 @@ class VmFault:
     page: Optional[Page] = None
     cow_page: Optional[Page] = None
     kind: FaultKind = FaultKind.SPURIOUS
+    #: finer classification for traces: "zero" (zero page broken), "reuse" (wp reuse)
+    detail: str = ""

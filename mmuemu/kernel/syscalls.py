@@ -494,4 +494,17 @@ def dispatch(ctx: SyscallContext, name: str | None, nr: int, args: tuple[int, ..
             ctx.warned.add(label)
             ctx.warn(f"unsupported syscall {label}: returning -ENOSYS")
         return -errno.ENOSYS
-    return handler(ctx, *args)
+    ret = handler(ctx, *args)
+    trace = ctx.kern.trace
+    if trace is not None and name in _MM_OPS:
+        a = args
+        if name == "mmap":
+            trace.mm_op(ctx.task, name, ret if ret >= 0 else a[0], a[1], a[2], a[3], ret)
+        elif name == "brk":
+            trace.mm_op(ctx.task, name, a[0], 0, 0, 0, ret)
+        else:
+            trace.mm_op(ctx.task, name, a[0], a[1], a[2] if name == "mprotect" else 0, 0, ret)
+    return ret
+
+
+_MM_OPS = frozenset({"mmap", "munmap", "mprotect", "brk", "mremap", "madvise"})
