@@ -72,6 +72,10 @@ def build_parser() -> _Parser:
                      help="no counter summary on stderr")
     run.add_argument("--root", metavar="DIR", default=".",
                      help="sandbox directory that is the guest's / and cwd (default: .)")
+    run.add_argument("--mode", choices=["fast", "raw"], default="fast",
+                     help="fast: native page walks on soft-TLB fills, Python on faults "
+                          "(default); raw: no MMU model, every page mapped up front "
+                          "(the benchmark floor)")
     run.add_argument("--strict", action="store_true",
                      help="an unsupported syscall stops the run instead of returning -ENOSYS")
     run.add_argument("--arch", choices=[a.label for a in Arch],
@@ -137,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     kconfig = KernelConfig(mem_bytes=args.mem, fault_around_bytes=args.fault_around_bytes,
                            ra_pages=args.ra_pages, use_zero_page=not args.no_zero_page,
                            page_cache=args.page_cache)
-    rconfig = RunConfig(root=args.root, strict=args.strict, insn_limit=args.insn_limit,
+    rconfig = RunConfig(mode=args.mode, root=args.root, strict=args.strict, insn_limit=args.insn_limit,
                         time_limit=args.time_limit)
     try:
         machine = Machine(args.binary, list(args.guest_args), kconfig, rconfig,

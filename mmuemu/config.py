@@ -40,6 +40,8 @@ class KernelConfig:
 class RunConfig:
     """What a run needs besides the kernel knobs."""
 
+    mode: str = _knob("fast", "translation model: fast (native walks on soft-TLB fills), "
+                              "raw (no MMU model: the benchmark floor)")
     root: str = _knob(".", "sandbox directory the guest's / resolves to (--root)")
     strict: bool = _knob(False, "an unknown syscall is fatal instead of -ENOSYS (--strict)")
     insn_limit: int = _knob(0, "stop after this many guest instructions; 0 = no limit")

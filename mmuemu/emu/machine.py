@@ -29,6 +29,7 @@ from mmuemu.config import KernelConfig, RunConfig
 from mmuemu.emu.cpu import CPUS
 from mmuemu.emu.fault_address import effective_address
 from mmuemu.emu.native import NativeFastPath, hook_add_native
+from mmuemu.emu.raw import RawMapper
 from mmuemu.hw.physmem import PhysMem
 from mmuemu.kernel.binfmt_elf import ExecError, check_elf, load_elf_binary
 from mmuemu.kernel.fault import SIGSEGV, AccessType, do_user_addr_fault
@@ -44,6 +45,8 @@ from mmuemu.kernel.syscalls import (
 _ACCESS_TYPE = {Access.READ: AccessType.READ, Access.WRITE: AccessType.WRITE,
                 Access.FETCH: AccessType.EXEC}
 _ARM64_EXCP_SWI = 2
+MODES = ("fast", "raw")
+_MM_SYSCALLS = frozenset({"mmap", "munmap", "mprotect", "brk", "mremap"})
 
 
 class MachineError(Exception):
@@ -129,15 +132,20 @@ class Machine:
         self.tlb = UnicornTlb()
         self.kern = Kernel(self.kconfig, self.phys, self.spec.pte_format(), self.tlb,
                            root=self.rconfig.root)
+        if self.rconfig.mode not in MODES:
+            raise MachineError(f"unknown mode {self.rconfig.mode!r} (choose from {', '.join(MODES)})")
+        self.raw_mode = self.rconfig.mode == "raw"
         cpu = CPUS[self.spec.arch]
         self.regs = cpu.regs
         self.uc = unicorn.Uc(cpu.uc_arch, cpu.uc_mode)
-        if self.spec.arch is Arch.ARM64:
-            # QEMU's arm64 soft-TLB page is 1 KiB by default; fills must be per 4 KiB frame.
-            self.uc.ctl_set_page_size(4096)
-        self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)
-        self.uc.mem_map_ptr(0, self.phys.size, unicorn.UC_PROT_ALL, self.phys.address())
-        self.tlb.uc = self.uc
+        if not self.raw_mode:
+            if self.spec.arch is Arch.ARM64:
+                # QEMU's arm64 soft-TLB page is 1 KiB by default; fills must be per
+                # 4 KiB frame. This must come before ctl_set_tlb_mode().
+                self.uc.ctl_set_page_size(4096)
+            self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)
+            self.uc.mem_map_ptr(0, self.phys.size, unicorn.UC_PROT_ALL, self.phys.address())
+            self.tlb.uc = self.uc
         self.native = NativeFastPath(self.phys, self.spec.arch, self.kconfig.hw_access_flag)
         self._md: capstone.Cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64) \
             if self.spec.arch is Arch.X86_64 else \
@@ -156,6 +164,11 @@ class Machine:
             raise MachineError("out of emulated memory while loading the program "
                                "(raise --mem)") from None
         self.native.set_root(self.task.mm.pgd)
+        self.raw: Optional[RawMapper] = None
+        if self.raw_mode:
+            self.raw = RawMapper(self.uc, self.kern, self.task)
+            self.raw.grow_stack_fully()
+            self.raw.sync()
         self.result: Optional[RunResult] = None
         self._fault: Optional[HwFault] = None
         self._pending_signal = 0
@@ -177,9 +190,12 @@ class Machine:
     def _install_hooks(self) -> None:
         uc = self.uc
         self._hooks: list[Any] = []
-        self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_TLB_FILL,
-                                           self.native.tlb_fill_addr, self.native.state_addr))
-        self._hooks.append(uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._on_tlb_fault))
+        if self.raw_mode:
+            self._hooks.append(uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._on_raw_invalid))
+        else:
+            self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_TLB_FILL,
+                                               self.native.tlb_fill_addr, self.native.state_addr))
+            self._hooks.append(uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._on_tlb_fault))
         self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_BLOCK,
                                            self.native.block_hook_addr, self.native.state_addr))
         self.native.set_count_block(self._count_block)
@@ -239,6 +255,20 @@ class Machine:
             uc.emu_stop()
             return False
 
+    def _on_raw_invalid(self, uc: unicorn.Uc, access: int, address: int, size: int,
+                        value: int, user_data: Any) -> bool:
+        """Raw mode: an access outside every mapping is a segfault (no fault path)."""
+        kinds = {unicorn.UC_MEM_WRITE_UNMAPPED: AccessType.WRITE,
+                 unicorn.UC_MEM_WRITE_PROT: AccessType.WRITE,
+                 unicorn.UC_MEM_FETCH_UNMAPPED: AccessType.EXEC,
+                 unicorn.UC_MEM_FETCH_PROT: AccessType.EXEC}
+        present = access in (unicorn.UC_MEM_WRITE_PROT, unicorn.UC_MEM_READ_PROT,
+                             unicorn.UC_MEM_FETCH_PROT)
+        self._fault = HwFault(address=address, access=kinds.get(access, AccessType.READ),
+                              present=present, level=3 if present else 0)
+        self._pending_signal = SIGSEGV
+        return False
+
     # --- syscalls --------------------------------------------------------------------
     def _syscall(self, uc: unicorn.Uc) -> None:
         spec = self.spec
@@ -260,6 +290,8 @@ class Machine:
             uc.emu_stop()
             return
         uc.reg_write(self.regs[spec.syscall_ret_reg], ret & 0xFFFF_FFFF_FFFF_FFFF)
+        if self.raw is not None and spec.syscall_names.get(nr) in _MM_SYSCALLS:
+            self.raw.sync()
 
     def _on_syscall_x86(self, uc: unicorn.Uc, user_data: Any) -> None:
         self._syscall(uc)
@@ -280,7 +312,7 @@ class Machine:
     def _segv_message(self, pc: int, sp: int) -> str:
         f = self._fault
         assert f is not None
-        if f.access is not AccessType.EXEC:
+        if f.access is not AccessType.EXEC and not self.raw_mode:
             res = self.native.walk(pc, Access.FETCH, count=False)
             if res.ok:
                 n = min(16, 4096 - (pc & 0xFFF))
@@ -352,6 +384,7 @@ class Machine:
         faults_total = task.counts.min_flt + task.counts.maj_flt
         return {
             "arch": self.spec.name,
+            "mode": self.rconfig.mode,
             "program": self.path,
             "exit_code": res.exit_code if res else None,
             "signal": res.signal if res else 0,

@@ -61,3 +61,25 @@ def test_segv_is_reported_like_the_kernel(arch: str, tmp_path: Path) -> None:
         assert line.startswith("segv[1]: unhandled exception: DABT (lower EL), ESR 0x00000000920000")
         assert "translation fault at 0000000000000010 ip " in line
     assert got.stats is not None and got.stats["signal"] == 11
+
+
+RAW_CASES = [c for c in CASES if c[0] not in ("getrusage_self",)]
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("name,args", RAW_CASES, ids=[f"{n}-{'-'.join(a) or 'noargs'}"
+                                                      for n, a in RAW_CASES])
+def test_raw_mode_gives_the_same_output(arch: str, name: str, args: list[str],
+                                        tmp_path: Path) -> None:
+    """--mode raw (no MMU model, everything pre-mapped) runs the same programs the same way.
+
+    getrusage_self is left out: with every page populated up front, raw mode
+    takes no faults, which is the point of it.
+    """
+    fast = run_mmuemu(arch, name, args, tmp_path)
+    (tmp_path / "raw").mkdir()
+    raw = run_mmuemu(arch, name, args, tmp_path / "raw", ["--mode", "raw"])
+    assert (raw.stdout, raw.status) == (fast.stdout, fast.status), raw.stderr.decode()
+    assert raw.stats is not None and fast.stats is not None
+    assert raw.stats["instructions"] == fast.stats["instructions"]
+    assert raw.stats["tlb_fills"] == 0

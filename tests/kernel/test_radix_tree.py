@@ -617,7 +617,7 @@ def ref_prev_hole(ref: Ref, index: int, max_scan: int) -> int:
 
 
 def ref_maxindex(ref: Ref) -> int:
-    return min(64 ** expected_height(ref.items) - 1, ULONG_MAX)
+    return min((1 << (RADIX_TREE_MAP_SHIFT * expected_height(ref.items))) - 1, ULONG_MAX)
 
 
 def do_random_op(rng: random.Random, root: RadixTreeRoot, ref: Ref, gen: int) -> None:
@@ -740,7 +740,8 @@ else:
             self.gen = 0
 
         def _pick(self, data: st.DataObject, index: int) -> int:
-            if self.ref.items and data.draw(st.booleans()):
+            use_existing: bool = bool(self.ref.items) and data.draw(st.booleans())
+            if use_existing:
                 return data.draw(st.sampled_from(sorted(self.ref.items)))
             return index
 
