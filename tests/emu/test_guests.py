@@ -25,6 +25,7 @@ CASES: list[tuple[str, list[str]]] = [
     ("tlb_stress", ["64", "4"]),
     ("data_bss", []),
     ("getrusage_self", []),
+    ("enosys", []),
 ]
 
 
