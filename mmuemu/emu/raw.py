@@ -31,7 +31,7 @@ from mmuemu.kernel.sched import TaskStruct
 PAGE = 4096
 
 
-def _uc_perms(flags: VM) -> int:
+def _uc_perms(flags: int) -> int:
     perms = 0
     if flags & VM.READ:
         perms |= unicorn.UC_PROT_READ

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from mmuemu.kernel.mm_types import (
     PG, PG_readahead, AddressSpace, ClearPage, File, Page, PageTest, SetPage,
-    TestClearPage, VM, VmAreaStruct, VmFault, VmFaultReason,
+    TestClearPage, VM, VmFault, VmFaultReason,
 )
 from mmuemu.kernel.page_alloc import OutOfMemory
 from mmuemu.kernel.radix_tree import (
@@ -193,7 +193,7 @@ def do_async_mmap_readahead(vmf: VmFault, file: File, mapping: AddressSpace, pag
         __do_page_cache_readahead(kern, mapping, ra.start, ra.size, ra.async_size)
 
 
-def filemap_fault(vmf: VmFault) -> VmFaultReason:
+def filemap_fault(vmf: VmFault) -> int:
     """filemap_fault(): find or read the page at vmf->pgoff; vmf->page gets a reference.
 
     Returns VM_FAULT_LOCKED (| VM_FAULT_MAJOR when the page was not cached),
@@ -238,7 +238,7 @@ def filemap_fault(vmf: VmFault) -> VmFaultReason:
     return ret | VmFaultReason.LOCKED
 
 
-def filemap_map_pages(vmf: VmFault, start_pgoff: int, end_pgoff: int) -> VmFaultReason:
+def filemap_map_pages(vmf: VmFault, start_pgoff: int, end_pgoff: int) -> int:
     """filemap_map_pages(): map cached, uptodate pages in [start_pgoff, end_pgoff]
     whose PTEs are empty, without I/O (fault-around).
 
@@ -284,7 +284,7 @@ def filemap_map_pages(vmf: VmFault, start_pgoff: int, end_pgoff: int) -> VmFault
     return ret
 
 
-def filemap_page_mkwrite(vmf: VmFault) -> VmFaultReason:
+def filemap_page_mkwrite(vmf: VmFault) -> int:
     """filemap_page_mkwrite(): a shared page becomes writable: mark it dirty."""
     page = vmf.page
     assert page is not None

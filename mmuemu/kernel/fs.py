@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
-from mmuemu.kernel.mm_types import AddressSpace, File, Inode, Page, VmFault, VmFaultReason
+from mmuemu.kernel.mm_types import AddressSpace, File, Inode, Page, VmFault
 from mmuemu.kernel.radix_tree import RadixTreeRoot
 
 if TYPE_CHECKING:
@@ -82,9 +82,9 @@ class VmOperations:
     """struct vm_operations_struct (the entries the model uses)."""
 
     name: str
-    fault: Callable[[VmFault], VmFaultReason]
-    map_pages: Optional[Callable[[VmFault, int, int], VmFaultReason]] = None
-    page_mkwrite: Optional[Callable[[VmFault], VmFaultReason]] = None
+    fault: Callable[[VmFault], int]
+    map_pages: Optional[Callable[[VmFault, int, int], int]] = None
+    page_mkwrite: Optional[Callable[[VmFault], int]] = None
 
 
 class Vfs:

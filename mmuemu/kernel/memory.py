@@ -82,7 +82,7 @@ def do_set_pte(vma: VmAreaStruct, address: int, page: Page, pte_pa: int,
     update_mmu_cache(vma, address, entry)
 
 
-def mm_account_fault(mm: MmStruct, flags: FaultFlag, ret: VmFaultReason,
+def mm_account_fault(mm: MmStruct, flags: int, ret: int,
                      counts: "FaultCounts | None") -> None:
     """mm_account_fault(): PGFAULT always; per-task maj/min only for successful faults."""
     if ret & VmFaultReason.RETRY:
@@ -107,8 +107,8 @@ class FaultCounts:
         self.maj_flt = 0
 
 
-def handle_mm_fault(vma: VmAreaStruct, address: int, flags: FaultFlag,
-                    counts: FaultCounts | None = None) -> tuple[VmFaultReason, VmFault]:
+def handle_mm_fault(vma: VmAreaStruct, address: int, flags: int,
+                    counts: FaultCounts | None = None) -> tuple[int, VmFault]:
     """handle_mm_fault(): resolve a fault at ``address`` inside ``vma``.
 
     Requires: the caller (the arch fault handler) found ``vma`` and checked
@@ -123,7 +123,7 @@ def handle_mm_fault(vma: VmAreaStruct, address: int, flags: FaultFlag,
 
 
 def __handle_mm_fault(vma: VmAreaStruct, address: int,
-                      flags: FaultFlag) -> tuple[VmFaultReason, VmFault]:
+                      flags: int) -> tuple[int, VmFault]:
     """__handle_mm_fault(): build the vm_fault, allocate page tables, go to the PTE."""
     vmf = VmFault(vma=vma, address=address & ~0xFFF, real_address=address, flags=flags,
                   pgoff=linear_page_index(vma, address))
@@ -138,7 +138,7 @@ def __handle_mm_fault(vma: VmAreaStruct, address: int,
     return ret, vmf
 
 
-def handle_pte_fault(vmf: VmFault) -> VmFaultReason:
+def handle_pte_fault(vmf: VmFault) -> int:
     """handle_pte_fault(): classify the PTE and call the handler."""
     vma = vmf.vma
     mm = vma.vm_mm
@@ -165,7 +165,7 @@ def handle_pte_fault(vmf: VmFault) -> VmFaultReason:
     return VmFaultReason.NONE
 
 
-def do_anonymous_page(vmf: VmFault) -> VmFaultReason:
+def do_anonymous_page(vmf: VmFault) -> int:
     """do_anonymous_page(): first touch of private anonymous memory.
 
     A read maps the shared zero page read-only (special PTE); a write
@@ -200,7 +200,7 @@ def _update_hiwater_rss(mm: MmStruct) -> None:
         mm.hiwater_rss = rss
 
 
-def __do_fault(vmf: VmFault) -> VmFaultReason:
+def __do_fault(vmf: VmFault) -> int:
     """__do_fault(): call vma->vm_ops->fault; the page comes back locked with a reference."""
     ops = vmf.vma.vm_ops
     assert ops is not None
@@ -210,7 +210,7 @@ def __do_fault(vmf: VmFault) -> VmFaultReason:
     return ret
 
 
-def do_fault_around(vmf: VmFault) -> VmFaultReason:
+def do_fault_around(vmf: VmFault) -> int:
     """do_fault_around(): map cached neighbours in a fault_around_bytes window.
 
     The window is aligned to fault_around_pages, clamped to the VMA and to
@@ -228,7 +228,7 @@ def do_fault_around(vmf: VmFault) -> VmFaultReason:
     return ops.map_pages(vmf, vmf.pgoff + from_pte - pte_off, vmf.pgoff + to_pte - pte_off)
 
 
-def do_read_fault(vmf: VmFault) -> VmFaultReason:
+def do_read_fault(vmf: VmFault) -> int:
     """do_read_fault(): read fault on a file mapping, fault-around first."""
     vma = vmf.vma
     ops = vma.vm_ops
@@ -249,7 +249,7 @@ def do_read_fault(vmf: VmFault) -> VmFaultReason:
     return ret
 
 
-def do_cow_fault(vmf: VmFault) -> VmFaultReason:
+def do_cow_fault(vmf: VmFault) -> int:
     """do_cow_fault(): write fault on a private file mapping: copy the file page."""
     vma = vmf.vma
     kern = vma.vm_mm.kernel
@@ -273,7 +273,7 @@ def do_cow_fault(vmf: VmFault) -> VmFaultReason:
     return ret
 
 
-def do_shared_fault(vmf: VmFault) -> VmFaultReason:
+def do_shared_fault(vmf: VmFault) -> int:
     """do_shared_fault(): write fault on a shared file mapping: page_mkwrite, map dirty."""
     vma = vmf.vma
     kern = vma.vm_mm.kernel
@@ -297,7 +297,7 @@ def do_shared_fault(vmf: VmFault) -> VmFaultReason:
     return ret
 
 
-def do_linear_fault(vmf: VmFault) -> VmFaultReason:
+def do_linear_fault(vmf: VmFault) -> int:
     """do_linear_fault() (do_fault() in 6.x): pick read, COW or shared."""
     vma = vmf.vma
     if vma.vm_ops is None or vma.vm_ops.fault is None:
@@ -312,13 +312,13 @@ def do_linear_fault(vmf: VmFault) -> VmFaultReason:
     return ret
 
 
-def do_swap_page(vmf: VmFault) -> VmFaultReason:
+def do_swap_page(vmf: VmFault) -> int:
     """do_swap_page(): the PTE holds a swap entry. Swap is not modelled yet."""
     vmf.kind = FaultKind.SWAP
     return VmFaultReason.SIGBUS
 
 
-def do_wp_page(vmf: VmFault) -> VmFaultReason:
+def do_wp_page(vmf: VmFault) -> int:
     """do_wp_page(): write to a present, write-protected PTE.
 
     Zero page or other special PTE: copy (to a fresh zeroed page). Anonymous
@@ -348,7 +348,7 @@ def do_wp_page(vmf: VmFault) -> VmFaultReason:
     return wp_page_copy(vmf)
 
 
-def wp_page_reuse(vmf: VmFault) -> VmFaultReason:
+def wp_page_reuse(vmf: VmFault) -> int:
     """wp_page_reuse(): make the existing PTE writable, young and dirty (no flush:
     the old translation only lacked write permission)."""
     vma = vmf.vma
@@ -360,13 +360,13 @@ def wp_page_reuse(vmf: VmFault) -> VmFaultReason:
     return VmFaultReason.WRITE
 
 
-def wp_pfn_shared(vmf: VmFault) -> VmFaultReason:
+def wp_pfn_shared(vmf: VmFault) -> int:
     """wp_pfn_shared(): a special PTE in a shared writable mapping: just make it writable."""
     vmf.kind = FaultKind.SHARED
     return wp_page_reuse(vmf)
 
 
-def wp_page_shared(vmf: VmFault) -> VmFaultReason:
+def wp_page_shared(vmf: VmFault) -> int:
     """wp_page_shared(): first write to a clean page of a shared file mapping."""
     vma = vmf.vma
     kern = vma.vm_mm.kernel
@@ -385,7 +385,7 @@ def wp_page_shared(vmf: VmFault) -> VmFaultReason:
     return wp_page_reuse(vmf)
 
 
-def wp_page_copy(vmf: VmFault) -> VmFaultReason:
+def wp_page_copy(vmf: VmFault) -> int:
     """wp_page_copy(): break COW: copy (or zero, for the zero page) into a new
     anonymous page, replace the PTE with ptep_clear_flush, drop the old mapping."""
     vma = vmf.vma

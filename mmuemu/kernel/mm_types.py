@@ -58,8 +58,12 @@ PG_dcache_clean = PG.arch_1
 PAGE_MAPPING_ANON = 0x1
 
 
-class VM(enum.IntFlag):
-    """vm_flags bits (include/linux/mm.h)."""
+class VM:
+    """vm_flags bits (include/linux/mm.h).
+
+    Plain int constants, not an enum: flag tests sit on the fault path and
+    IntFlag arithmetic costs microseconds per operation there.
+    """
 
     NONE = 0
     READ = 0x00000001
@@ -89,8 +93,8 @@ VM_STACK_FLAGS = VM.GROWSDOWN | VM.ACCOUNT  # plus VM_DATA_DEFAULT_FLAGS at use
 VM_DATA_DEFAULT_FLAGS = VM.READ | VM.WRITE | VM.MAYREAD | VM.MAYWRITE | VM.MAYEXEC
 
 
-class VmFaultReason(enum.IntFlag):
-    """vm_fault_t VM_FAULT_* result bits (include/linux/mm_types.h)."""
+class VmFaultReason:
+    """vm_fault_t VM_FAULT_* result bits (include/linux/mm_types.h); plain ints."""
 
     NONE = 0
     OOM = 0x000001
@@ -109,8 +113,8 @@ class VmFaultReason(enum.IntFlag):
 VM_FAULT_ERROR = VmFaultReason.OOM | VmFaultReason.SIGBUS | VmFaultReason.SIGSEGV | VmFaultReason.HWPOISON
 
 
-class FaultFlag(enum.IntFlag):
-    """FAULT_FLAG_* inputs to handle_mm_fault."""
+class FaultFlag:
+    """FAULT_FLAG_* inputs to handle_mm_fault; plain ints."""
 
     NONE = 0
     WRITE = 0x01
@@ -302,7 +306,7 @@ class VmAreaStruct:
     vm_mm: "MmStruct"
     vm_start: int
     vm_end: int
-    vm_flags: VM
+    vm_flags: int
     vm_page_prot: int
     vm_pgoff: int = 0
     vm_file: Optional[File] = None
@@ -364,7 +368,7 @@ class VmFault:
     vma: VmAreaStruct
     address: int  # page aligned
     real_address: int
-    flags: FaultFlag
+    flags: int
     pgoff: int
     pte_pa: int = 0  # physical address of the PTE slot (vmf->pte)
     orig_pte: int = 0

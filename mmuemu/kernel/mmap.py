@@ -33,14 +33,14 @@ MAP_FIXED_NOREPLACE = 0x100000
 MMAP_MIN_ADDR = 0x10000  # vm.mmap_min_addr
 
 
-def vm_get_page_prot(mm: MmStruct, vm_flags: VM) -> int:
+def vm_get_page_prot(mm: MmStruct, vm_flags: int) -> int:
     """vm_get_page_prot(): protection_map[vm_flags & (READ|WRITE|EXEC|SHARED)]."""
     return mm.kernel.fmt.protection_map(VmProt(
         bool(vm_flags & VM.READ), bool(vm_flags & VM.WRITE),
         bool(vm_flags & VM.EXEC), bool(vm_flags & VM.SHARED)))
 
 
-def calc_vm_prot_bits(prot: int) -> VM:
+def calc_vm_prot_bits(prot: int) -> int:
     """calc_vm_prot_bits(): PROT_* → VM_READ/WRITE/EXEC."""
     flags = VM.NONE
     if prot & PROT_READ:
@@ -81,7 +81,7 @@ def vma_pages(vma: VmAreaStruct) -> int:
     return (vma.vm_end - vma.vm_start) >> 12
 
 
-def vm_stat_account(mm: MmStruct, flags: VM, npages: int) -> None:
+def vm_stat_account(mm: MmStruct, flags: int, npages: int) -> None:
     """vm_stat_account(): total_vm and the exec/stack/data split."""
     mm.total_vm += npages
     if flags & (VM.EXEC | VM.WRITE) == VM.EXEC:
@@ -178,7 +178,7 @@ def get_unmapped_area(mm: MmStruct, addr: int, length: int, flags: int) -> int:
 
 # --- merging -----------------------------------------------------------------------
 
-def is_mergeable_vma(vma: VmAreaStruct, file: Optional[File], vm_flags: VM) -> bool:
+def is_mergeable_vma(vma: VmAreaStruct, file: Optional[File], vm_flags: int) -> bool:
     """is_mergeable_vma(): same flags and file, no special vm_ops close."""
     return vma.vm_flags == vm_flags and vma.vm_file is file
 
@@ -188,7 +188,7 @@ def is_mergeable_anon_vma(a: object, b: object, vma: VmAreaStruct) -> bool:
     return a is None or b is None or a is b
 
 
-def can_vma_merge_after(vma: VmAreaStruct, vm_flags: VM, anon_vma: object,
+def can_vma_merge_after(vma: VmAreaStruct, vm_flags: int, anon_vma: object,
                         file: Optional[File], vm_pgoff: int) -> bool:
     """can_vma_merge_after(): new range [.., ..) may extend ``vma`` upwards."""
     if is_mergeable_vma(vma, file, vm_flags) and is_mergeable_anon_vma(anon_vma, vma.anon_vma, vma):
@@ -196,7 +196,7 @@ def can_vma_merge_after(vma: VmAreaStruct, vm_flags: VM, anon_vma: object,
     return False
 
 
-def can_vma_merge_before(vma: VmAreaStruct, vm_flags: VM, anon_vma: object,
+def can_vma_merge_before(vma: VmAreaStruct, vm_flags: int, anon_vma: object,
                          file: Optional[File], vm_pgoff: int, npages: int) -> bool:
     """can_vma_merge_before(): new range may extend ``vma`` downwards."""
     if is_mergeable_vma(vma, file, vm_flags) and is_mergeable_anon_vma(anon_vma, vma.anon_vma, vma):
@@ -204,7 +204,7 @@ def can_vma_merge_before(vma: VmAreaStruct, vm_flags: VM, anon_vma: object,
     return False
 
 
-def vma_merge(mm: MmStruct, prev: Optional[VmAreaStruct], addr: int, end: int, vm_flags: VM,
+def vma_merge(mm: MmStruct, prev: Optional[VmAreaStruct], addr: int, end: int, vm_flags: int,
               anon_vma: object, file: Optional[File], pgoff: int) -> Optional[VmAreaStruct]:
     """vma_merge(): extend prev and/or next over [addr, end) instead of a new VMA.
 
@@ -256,7 +256,7 @@ def remove_vma(vma: VmAreaStruct) -> None:
 
 # --- mmap ------------------------------------------------------------------------------
 
-def mmap_region(mm: MmStruct, file: Optional[File], addr: int, length: int, vm_flags: VM,
+def mmap_region(mm: MmStruct, file: Optional[File], addr: int, length: int, vm_flags: int,
                 pgoff: int, vm_ops: object = None) -> int:
     """mmap_region(): clear the range, merge or create the VMA, link it."""
     end = addr + length
@@ -444,7 +444,7 @@ def do_munmap(mm: MmStruct, start: int, length: int) -> int:
 
 # --- brk and the stack -------------------------------------------------------------------
 
-def do_brk_flags(mm: MmStruct, addr: int, length: int, flags: VM) -> int:
+def do_brk_flags(mm: MmStruct, addr: int, length: int, flags: int) -> int:
     """do_brk_flags(): anonymous private memory at [addr, addr+length), merged with prev."""
     length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
     if not length:
@@ -539,7 +539,7 @@ def change_protection(vma: VmAreaStruct, start: int, end: int, newprot: int) -> 
     return changed
 
 
-def mprotect_fixup(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, newflags: VM) -> int:
+def mprotect_fixup(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, newflags: int) -> int:
     """mprotect_fixup(): split as needed, set vm_flags/vm_page_prot, change PTEs."""
     if newflags == vma.vm_flags:
         return 0

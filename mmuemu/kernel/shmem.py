@@ -23,7 +23,7 @@ class ShmemAops(AddressSpaceOperations):
     name = "shmem_aops"
 
 
-def shmem_fault(vmf: VmFault) -> VmFaultReason:
+def shmem_fault(vmf: VmFault) -> int:
     """shmem_fault() → shmem_getpage_gfp(): find the page or allocate a zeroed one."""
     vma = vmf.vma
     kern = vma.vm_mm.kernel

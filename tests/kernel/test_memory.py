@@ -102,7 +102,6 @@ def _make_file(root: Path, name: str, npages: int) -> bytes:
 
 def _open_map(rig: KernelRig, name: str, npages: int, prot: int, flags: int,
               writable: bool = False) -> int:
-    from mmuemu.kernel.syscalls import O_ACCMODE  # noqa: F401 - documents the flag space
     vfs = rig.kern.vfs
     err, host = vfs.resolve("/", name)
     assert err == 0
