@@ -57,3 +57,15 @@ def guest(arch: str, name: str) -> str:
 def have(cmd: str) -> bool:
     return any(os.access(os.path.join(d, cmd), os.X_OK)
                for d in os.environ.get("PATH", "").split(os.pathsep))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-traces", action="store_true", default=False,
+                     help="rewrite the golden fault traces in traces/ instead of comparing "
+                          "against them")
+
+
+@pytest.fixture
+def update_traces(request: pytest.FixtureRequest) -> bool:
+    """True under ``pytest --update-traces``: golden traces are rewritten, not compared."""
+    return bool(request.config.getoption("--update-traces"))

@@ -75,8 +75,10 @@ def segfault_message(comm: str, pid: int, f: HwFault, ip: int, sp: int, esr: int
 
 ARM64 = ArchSpec(
     arch=Arch.ARM64,
+    # [vvar] then [vdso], as __setup_additional_pages() maps them; the sizes
+    # (4 + 2 pages) are those of a 6.x arm64 kernel with 4 KiB pages
     elf=ElfArchInfo(e_machine=183, name="aarch64", platform="aarch64", hwcap=0x3,
-                    minsigstksz=5120),
+                    minsigstksz=5120, vdso_layout=(("[vvar]", 4), ("[vdso]", 2))),
     pte_format=Arm64Pte,
     syscall_names=SYSCALL_NAMES,
     syscall_nr_reg="x8",

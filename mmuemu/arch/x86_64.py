@@ -61,8 +61,11 @@ def segfault_message(comm: str, pid: int, f: HwFault, ip: int, sp: int, code: in
 
 X86_64 = ArchSpec(
     arch=Arch.X86_64,
+    # vvar, vvar_vclock and vdso sizes as /proc/PID/maps shows them on this
+    # host's 6.x kernel (4 + 2 + 2 pages)
     elf=ElfArchInfo(e_machine=62, name="x86_64", platform="x86_64", hwcap=0x178BFBFF,
-                    minsigstksz=3632),
+                    minsigstksz=3632,
+                    vdso_layout=(("[vvar]", 4), ("[vvar_vclock]", 2), ("[vdso]", 2))),
     pte_format=X86_64Pte,
     syscall_names=SYSCALL_NAMES,
     syscall_nr_reg="rax",

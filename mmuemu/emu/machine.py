@@ -46,7 +46,7 @@ _ACCESS_TYPE = {Access.READ: AccessType.READ, Access.WRITE: AccessType.WRITE,
                 Access.FETCH: AccessType.EXEC}
 _ARM64_EXCP_SWI = 2
 MODES = ("fast", "raw")
-_MM_SYSCALLS = frozenset({"mmap", "munmap", "mprotect", "brk", "mremap"})
+_MM_SYSCALLS = frozenset({"mmap", "munmap", "mprotect", "brk", "mremap", "madvise"})
 
 
 class MachineError(Exception):

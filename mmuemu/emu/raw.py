@@ -24,7 +24,7 @@ from mmuemu.kernel.memory import vm_normal_page
 from mmuemu.kernel.mm_types import PG, VM, SetPage, VmAreaStruct
 from mmuemu.kernel.mmap import expand_stack
 from mmuemu.kernel.page_alloc import MAX_ORDER
-from mmuemu.kernel.pgtable import ptep_get, pte_offset_alloc
+from mmuemu.kernel.pgtable import ptep_get, pte_offset_alloc, pte_offset_lookup
 from mmuemu.kernel.rmap import anon_vma_prepare, page_add_new_anon_rmap, page_remove_rmap
 from mmuemu.kernel.sched import TaskStruct
 
@@ -66,7 +66,16 @@ class RawMapper:
             perms = _uc_perms(vma.vm_flags)
             for vpn in range(vma.vm_start >> 12, vma.vm_end >> 12):
                 wanted[vpn] = (perms, vma)
-        gone = [vpn for vpn in self.mapped if vpn not in wanted]
+        mm = self.task.mm
+        u64 = self.kern.phys.u64
+        gone = []
+        for vpn in self.mapped:
+            if vpn not in wanted:
+                gone.append(vpn)
+                continue
+            pte_pa = pte_offset_lookup(mm, vpn << 12)  # zapped by MADV_DONTNEED?
+            if pte_pa is None or not u64[pte_pa >> 3]:
+                gone.append(vpn)
         for start, n in _runs(sorted(gone)):
             self.uc.mem_unmap(start << 12, n << 12)
             for vpn in range(start, start + n):

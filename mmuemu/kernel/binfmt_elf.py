@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from mmuemu.kernel.mm_types import VM, VM_STACK_FLAGS, VmAreaStruct
+from mmuemu.kernel.fs import VmOperations
+from mmuemu.kernel.mm_types import VM, VM_STACK_FLAGS, MmStruct, VmAreaStruct, VmFault, VmFaultReason
 from mmuemu.kernel.mmap import (
     MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE, do_brk_flags, do_mmap,
-    vm_get_page_prot, vm_stat_account, vma_link,
+    get_unmapped_area, vm_get_page_prot, vm_stat_account, vma_link,
 )
 from mmuemu.kernel.sched import TaskStruct
 from mmuemu.kernel.uaccess import UserFault, copy_to_user
@@ -56,6 +57,9 @@ class ElfArchInfo:
     platform: str
     hwcap: int
     minsigstksz: int
+    #: the special mappings arch_setup_additional_pages() places (name, pages),
+    #: lowest first; their only effect here is on the address-space layout
+    vdso_layout: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +128,7 @@ def _load_segments(path: str) -> tuple[dict[str, int], list[dict[str, int]]]:
                                     "only static executables are supported")
                 if ptype != PT_LOAD:
                     continue
-                if h.p_offset + h.p_filesz > size:
+                if h.p_filesz and h.p_offset + h.p_filesz > size:
                     raise ExecError(f"{path}: malformed ELF: PT_LOAD at offset {h.p_offset:#x} "
                                     f"runs past the end of the file")
                 if h.p_filesz > h.p_memsz:
@@ -228,6 +232,7 @@ def load_elf_binary(kern: "Kernel", task: TaskStruct, path: str, argv: list[byte
             end_code = k
         end_data = max(end_data, k)
         elf_brk = max(elf_brk, vaddr + memsz)
+    arch_setup_additional_pages(mm, arch)
     mm.start_code, mm.end_code = start_code, end_code
     mm.start_data, mm.end_data = start_data, end_data
     mm.start_brk = mm.brk = (elf_brk + 4095) & ~0xFFF
@@ -242,6 +247,44 @@ def load_elf_binary(kern: "Kernel", task: TaskStruct, path: str, argv: list[byte
     mm.start_stack = sp
     task.set_comm(os.path.basename(path))
     return ExecResult(entry=hdr["e_entry"], sp=sp)
+
+
+def arch_setup_additional_pages(mm: "MmStruct", arch: ElfArchInfo) -> None:
+    """arch_setup_additional_pages(): the vvar/vdso special mappings, placed by
+    get_unmapped_area() top-down below mmap_base as Linux places them.
+
+    Their contents are not modelled and no AT_SYSINFO_EHDR is passed, so
+    guests never use them; they are here because they move every later
+    mmap() by their size, which changes which fault-around windows a
+    mapping's pages fall in.
+    """
+    total = sum(pages for _, pages in arch.vdso_layout) << 12
+    if not total:
+        return
+    base = get_unmapped_area(mm, 0, total, 0)
+    if base < 0:
+        return
+    addr = base
+    for name, pages in arch.vdso_layout:
+        flags = VM.READ | VM.MAYREAD
+        if name == "[vdso]":
+            flags |= VM.EXEC | VM.MAYEXEC
+        else:
+            flags |= VM.IO | VM.PFNMAP | VM.DONTEXPAND
+        vma = VmAreaStruct(vm_mm=mm, vm_start=addr, vm_end=addr + (pages << 12), vm_flags=flags,
+                           vm_page_prot=vm_get_page_prot(mm, flags), vm_pgoff=0,
+                           vm_ops=special_mapping_vmops, vm_private_data=name)
+        vma_link(mm, vma)
+        vm_stat_account(mm, flags, pages)
+        addr += pages << 12
+
+
+def _special_mapping_fault(vmf: "VmFault") -> int:
+    """special_mapping_fault(): vDSO contents are not modelled: SIGBUS."""
+    return VmFaultReason.SIGBUS
+
+
+special_mapping_vmops = VmOperations(name="special_mapping_vmops", fault=_special_mapping_fault)
 
 
 def padzero(task: TaskStruct, address: int, prot: int) -> None:

@@ -304,24 +304,35 @@ def set_page_dirty(kern: "Kernel", page: Page) -> bool:
     return True
 
 
-def write_cache_pages(kern: "Kernel", mapping: AddressSpace) -> int:
-    """write_cache_pages(): write every DIRTY-tagged page through a_ops->writepage.
+def clear_page_dirty_for_io(kern: "Kernel", page: Page) -> bool:
+    """clear_page_dirty_for_io(): move dirtiness from the PTEs to the page
+    (page_mkclean), then clear PG_dirty for the write. True if it was dirty."""
+    from mmuemu.kernel.rmap import page_mkclean
+    if page_mkclean(page, kern):
+        SetPage(page, PG.dirty)
+    return TestClearPage(page, PG.dirty)
 
-    Also cleans dirty PTEs' pages first is not needed here: callers that
-    need mapped-dirty pages found use page_mkclean via the fault model.
-    Returns the number of pages written.
-    """
+
+def write_cache_pages(kern: "Kernel", mapping: AddressSpace, start: int = 0,
+                      end: int = (1 << 64) - 1) -> int:
+    """write_cache_pages(): write every DIRTY-tagged page with index in
+    [start, end] through a_ops->writepage, cleaning mapped PTEs first.
+    Returns the number of pages written."""
     written = 0
-    index = 0
-    while True:
+    index = start
+    while index <= end:
         pages = radix_tree_gang_lookup_tag(mapping.page_tree, index, 16, PAGECACHE_TAG_DIRTY)
         if not pages:
             break
         for page in pages:
+            if page.index > end:
+                return written
             index = page.index + 1
-            if TestClearPage(page, PG.dirty):
-                radix_tree_tag_clear(mapping.page_tree, page.index, PAGECACHE_TAG_DIRTY)
+            radix_tree_tag_clear(mapping.page_tree, page.index, PAGECACHE_TAG_DIRTY)
+            if clear_page_dirty_for_io(kern, page):
+                SetPage(page, PG.writeback)
                 mapping.a_ops.writepage(kern, mapping, page)
+                ClearPage(page, PG.writeback)
                 written += 1
     return written
 

@@ -40,6 +40,25 @@ def vm_get_page_prot(mm: MmStruct, vm_flags: int) -> int:
         bool(vm_flags & VM.EXEC), bool(vm_flags & VM.SHARED)))
 
 
+def vma_wants_writenotify(vma: VmAreaStruct) -> bool:
+    """vma_wants_writenotify(): a shared writable file mapping whose file
+    system wants to hear of the first write (page_mkwrite, dirty accounting).
+
+    shmem does not account dirty pages, so its PTEs may be writable at once.
+    """
+    return (vma.vm_flags & (VM.WRITE | VM.SHARED) == (VM.WRITE | VM.SHARED)
+            and vma.vm_ops is not None and vma.vm_ops.page_mkwrite is not None)
+
+
+def vma_set_page_prot(vma: VmAreaStruct) -> None:
+    """vma_set_page_prot(): vm_page_prot from vm_flags, write-protected when
+    the VMA wants write notification (vm_pgprot_modify(..., vm_flags & ~VM_SHARED))."""
+    flags = vma.vm_flags
+    if vma_wants_writenotify(vma):
+        flags &= ~VM.SHARED
+    vma.vm_page_prot = vm_get_page_prot(vma.vm_mm, flags)
+
+
 def calc_vm_prot_bits(prot: int) -> int:
     """calc_vm_prot_bits(): PROT_* → VM_READ/WRITE/EXEC."""
     flags = VM.NONE
@@ -281,6 +300,7 @@ def mmap_region(mm: MmStruct, file: Optional[File], addr: int, length: int, vm_f
         elif vm_flags & VM.SHARED:
             from mmuemu.kernel.shmem import shmem_zero_setup
             shmem_zero_setup(vma)
+        vma_set_page_prot(vma)
         vma_link(mm, vma)
     vm_stat_account(mm, vm_flags, length >> 12)
     return addr
@@ -549,7 +569,7 @@ def mprotect_fixup(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, newfla
         __split_vma(mm, vma, end, new_below=False)
     vm_stat_account(mm, vma.vm_flags, -vma_pages(vma))
     vma.vm_flags = newflags
-    vma.vm_page_prot = vm_get_page_prot(mm, newflags)
+    vma_set_page_prot(vma)
     vm_stat_account(mm, newflags, vma_pages(vma))
     change_protection(vma, start, end, vma.vm_page_prot)
     return 0

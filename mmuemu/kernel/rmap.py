@@ -11,6 +11,10 @@ address_space, whose i_mmap lists the VMAs mapping the file.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mmuemu.kernel.kernel import Kernel
 
 from mmuemu.kernel.mm_types import (
     PAGE_MAPPING_ANON, PG, AddressSpace, AnonVma, AnonVmaChain, Page, PageAnon,
@@ -175,3 +179,34 @@ def vmas_of_mapping(mapping: AddressSpace, pgoff: int) -> Iterator[VmAreaStruct]
         npages = (vma.vm_end - vma.vm_start) >> 12
         if vma.vm_pgoff <= pgoff < vma.vm_pgoff + npages:
             yield vma
+
+
+def page_mkclean(page: Page, kern: "Kernel") -> int:
+    """page_mkclean(): write-protect and clean every shared PTE mapping a
+    page-cache page (rmap_walk_file over i_mmap), so the next write faults
+    and re-dirties it. Returns how many PTEs were dirty or writable."""
+    from mmuemu.kernel.mm_types import VM
+    from mmuemu.kernel.pgtable import ptep_get, pte_offset_lookup, set_pte_at
+
+    if not page.mapping or page.mapping & PAGE_MAPPING_ANON:
+        return 0
+    mapping = kern.kobj.lookup(page.mapping)
+    fmt = kern.fmt
+    cleaned = 0
+    for vma in vmas_of_mapping(mapping, page.index):
+        if not vma.vm_flags & VM.SHARED:
+            continue
+        addr = vma_address(page, vma)
+        if addr is None:
+            continue
+        pte_pa = pte_offset_lookup(vma.vm_mm, addr)
+        if pte_pa is None:
+            continue
+        pte = ptep_get(vma.vm_mm, pte_pa)
+        if not fmt.pte_present(pte) or fmt.pte_pfn(pte) != page.pfn:
+            continue
+        if fmt.pte_dirty(pte) or fmt.pte_write(pte):
+            set_pte_at(vma.vm_mm, addr, pte_pa, fmt.pte_wrprotect(fmt.pte_mkclean(pte)))
+            kern.tlb.flush_tlb_page(vma.vm_mm, addr)  # flush_cache_page + ptep_clear_flush
+            cleaned += 1
+    return cleaned

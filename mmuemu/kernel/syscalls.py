@@ -18,6 +18,7 @@ from mmuemu.kernel.filemap import (
 )
 from mmuemu.kernel.fs import S_IFCHR, S_IFREG
 from mmuemu.kernel.kernel import Kernel
+from mmuemu.kernel.madvise import do_madvise, do_msync
 from mmuemu.kernel.mm_types import File, Inode
 from mmuemu.kernel.mmap import do_mmap, do_mprotect, do_munmap
 from mmuemu.kernel.mmap import sys_brk as mm_brk
@@ -455,8 +456,13 @@ def sys_unlinkat(ctx: SyscallContext, dirfd: int, path_ptr: int, flags: int, *_:
 
 
 def sys_madvise(ctx: SyscallContext, addr: int, length: int, advice: int, *_: int) -> int:
-    """madvise(2): accepted; the behaviours are the fault-path issue's."""
-    return 0
+    """madvise(2)."""
+    return do_madvise(ctx.task.mm, addr, length, advice & 0xFFFFFFFF)
+
+
+def sys_msync(ctx: SyscallContext, addr: int, length: int, flags: int, *_: int) -> int:
+    """msync(2)."""
+    return do_msync(ctx.task.mm, addr, length, flags & 0xFFFFFFFF)
 
 
 def sys_set_tid_address(ctx: SyscallContext, *_: int) -> int:
@@ -475,7 +481,7 @@ SYSCALLS: dict[str, SyscallHandler] = {
     "uname": sys_uname, "clock_gettime": sys_clock_gettime, "getrusage": sys_getrusage,
     "pread64": sys_pread64, "pwrite64": sys_pwrite64, "fsync": sys_fsync,
     "fdatasync": sys_fsync, "ftruncate": sys_ftruncate, "unlinkat": sys_unlinkat,
-    "madvise": sys_madvise, "set_tid_address": sys_set_tid_address,
+    "madvise": sys_madvise, "msync": sys_msync, "set_tid_address": sys_set_tid_address,
 }
 
 
@@ -507,4 +513,4 @@ def dispatch(ctx: SyscallContext, name: str | None, nr: int, args: tuple[int, ..
     return ret
 
 
-_MM_OPS = frozenset({"mmap", "munmap", "mprotect", "brk", "mremap", "madvise"})
+_MM_OPS = frozenset({"mmap", "munmap", "mprotect", "brk", "mremap", "madvise", "msync"})

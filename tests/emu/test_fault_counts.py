@@ -9,6 +9,7 @@ the same binary run natively, never from an earlier mmuemu run.
 from __future__ import annotations
 
 import json
+import tempfile
 import subprocess
 import sys
 from pathlib import Path
@@ -80,32 +81,82 @@ def test_file_read_fault_around_cuts_faults_sixteenfold(arch: str, tmp_path: Pat
     assert big["vmstat"]["fault_around_mapped"] >= n - file_faults
 
 
-def host_counts(name: str, args: list[str], cwd: Path) -> dict[str, int]:
+def host_counts(name: str, args: list[str], cwd: Path, runs: int = 3) -> dict[str, int]:
+    """The host's counts for one run: the median of ``runs`` runs (a small
+    program's count varies by one now and then with page-cache state)."""
     env = dict(e.split("=", 1) for e in RunConfig().env)
-    p = subprocess.run([sys.executable, str(HOST_ORACLE), str(cwd), binary("x86_64", name), *args],
-                       capture_output=True, text=True, timeout=120,
-                       env={"HOST_ORACLE_ENV": json.dumps(env), "PATH": "/usr/bin:/bin"})
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)  # type: ignore[no-any-return]
+    results = []
+    for _ in range(runs):
+        p = subprocess.run([sys.executable, str(HOST_ORACLE), str(cwd), binary("x86_64", name),
+                            *args], capture_output=True, text=True, timeout=120,
+                           env={"HOST_ORACLE_ENV": json.dumps(env), "PATH": "/usr/bin:/bin"})
+        assert p.returncode == 0, p.stderr
+        results.append(json.loads(p.stdout))
+    results.sort(key=lambda r: (r["minflt"] + r["majflt"], r["majflt"]))
+    return results[len(results) // 2]  # type: ignore[no-any-return]
 
 
-HOST_DELTAS = [
-    ("anon_touch", "16", "272"),
-    ("anon_read", "16", "272"),
-    ("file_read", "32", "272"),
-    ("brk_heap", "32", "96"),
-    ("stack_grow", "10", "2000"),
+# (program, args) run natively and under mmuemu. Counts are compared as the
+# difference from a baseline program (exit_code 0) on each side, which
+# cancels what is not the program's own doing: the host's spawn overhead
+# and one fault the host takes before main() that the model does not
+# (see README, "Fault counts against the host kernel").
+HOST_PROGRAMS = [
+    ("hello", []),
+    ("anon_touch", ["272"]),
+    ("anon_read", ["272"]),
+    ("file_read", ["272"]),
+    ("file_read_back", ["200"]),
+    ("file_shared", ["64"]),
+    ("file_cow", ["16"]),
+    ("devzero_shared", ["16"]),
+    ("rw_loop", ["16"]),
+    ("madvise_dontneed", ["16"]),
+    ("brk_heap", ["96"]),
+    ("stack_grow", ["2000"]),
+    ("data_bss", []),
 ]
+BASELINE = ("exit_code", ["0"])
+
+# Differences not yet explained, asserted exactly so that a change shows up:
+# the host kernel counts the same faults for hello as for exit_code 0, while
+# the model counts one more for hello: the copy_from_user fault on the
+# .rodata page holding the message. A hello-like program that calls
+# getrusage around that write() does take that fault on the host, so the
+# host's hello saves it somewhere before main(); see README.
+KNOWN_EXTRA_EMU_FAULTS = {"hello": 1}
+
+
+@pytest.fixture(scope="module")
+def disk_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory on a disk file system (not tmpfs): shared file mappings
+    then get page_mkwrite and writeback, as the model's disk file system does."""
+    base = Path(__file__).resolve().parents[2] / ".pytest-host"
+    base.mkdir(exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=base))
+
+
+@pytest.fixture(scope="module")
+def host_baseline(disk_dir: Path) -> dict[str, int]:
+    return host_counts(BASELINE[0], BASELINE[1], disk_dir)
+
+
+@pytest.fixture(scope="module")
+def emu_baseline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return stats("x86_64", BASELINE[0], BASELINE[1], tmp_path_factory.mktemp("base"))
 
 
 @pytest.mark.skipif(sys.platform != "linux" or __import__("platform").machine() != "x86_64",
                     reason="needs an x86-64 Linux host")
-@pytest.mark.parametrize("name,a,b", HOST_DELTAS)
-def test_x86_64_fault_deltas_match_host_kernel(name: str, a: str, b: str, tmp_path: Path) -> None:
-    """Growing the workload adds exactly as many faults under mmuemu as on the host."""
-    (tmp_path / "h").mkdir()
-    host = [host_counts(name, [x], tmp_path / "h") for x in (a, b)]
-    host_delta = (host[1]["minflt"] + host[1]["majflt"]) - (host[0]["minflt"] + host[0]["majflt"])
-    emu = [stats("x86_64", name, [x], tmp_path) for x in (a, b)]
-    emu_delta = emu[1]["faults"]["total"] - emu[0]["faults"]["total"]
-    assert emu_delta == host_delta
+@pytest.mark.parametrize("name,args", HOST_PROGRAMS, ids=[n for n, _ in HOST_PROGRAMS])
+def test_x86_64_faults_match_host_kernel(name: str, args: list[str], disk_dir: Path,
+                                         host_baseline: dict[str, int],
+                                         emu_baseline: dict[str, Any], tmp_path: Path) -> None:
+    host = host_counts(name, args, disk_dir)
+    emu = stats("x86_64", name, args, tmp_path)
+    host_minor = host["minflt"] - host_baseline["minflt"]
+    host_major = host["majflt"] - host_baseline["majflt"]
+    emu_minor = emu["faults"]["minor"] - emu_baseline["faults"]["minor"]
+    emu_major = emu["faults"]["major"] - emu_baseline["faults"]["major"]
+    extra = KNOWN_EXTRA_EMU_FAULTS.get(name, 0)
+    assert (emu_minor - extra, emu_major) == (host_minor, host_major)

@@ -1,0 +1,1 @@
+"""The mmuemu benchmark (``python -m bench``; see bench/README.md)."""

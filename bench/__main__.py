@@ -1,0 +1,4 @@
+"""``python -m bench``."""
+from bench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,324 @@
+"""From run records to figures: medians, spreads, ratios, targets, Markdown.
+
+Timing used for every ratio: the emulation wall time of mmuemu runs (time
+inside the Unicorn loop, from ``--stats``), and the whole-process wall time
+for native and qemu runs (they have no separate start-up phase to subtract;
+their start-up is a few milliseconds).
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from bench.runner import RunRecord
+from bench.variants import BY_NAME as VARIANTS_BY_NAME
+from bench.variants import Availability
+from bench.workloads import BY_NAME as WORKLOADS_BY_NAME
+
+#: (target name, variant, over, limit, workload kinds it applies to, excluded kinds)
+TARGETS = (
+    ("fast <= 1.3x raw (all but fault throughput)", "fast", "raw", 1.3, None, ("fault",)),
+    ("exact <= 4x raw (TLB stressor)", "exact", "raw", 4.0, ("tlb",), ()),
+    ("trace <= 1.1x fast (same run, no trace)", "trace", "fast", 1.1, None, ()),
+)
+
+
+@dataclass
+class Spread:
+    median: float
+    lo: float
+    hi: float
+    q1: float
+    q3: float
+    n: int
+
+    @classmethod
+    def of(cls, xs: list[float]) -> "Spread":
+        xs = sorted(xs)
+        if len(xs) >= 4:
+            q = statistics.quantiles(xs, n=4, method="inclusive")
+            q1, q3 = q[0], q[2]
+        else:
+            q1, q3 = xs[0], xs[-1]
+        return cls(statistics.median(xs), xs[0], xs[-1], q1, q3, len(xs))
+
+
+@dataclass
+class Row:
+    """One (workload, arch, variant): the figures over its repetitions."""
+
+    workload: str
+    arch: str
+    variant: str
+    status: str                              # ok | failed: ... | unavailable: ...
+    reps_ok: int = 0
+    reps: int = 0
+    timing: str = ""                         # emulation | process
+    seconds: Optional[Spread] = None         # the timing used for ratios
+    process_seconds: Optional[Spread] = None
+    ratio_to_raw: Optional[float] = None
+    ratio_to_base: Optional[float] = None    # trace over fast
+    base: Optional[str] = None
+    instructions: Optional[int] = None
+    instructions_source: str = ""            # this run | <variant> run
+    mips: Optional[float] = None
+    faults: Optional[int] = None
+    faults_source: str = ""                  # model | host kernel
+    faults_per_second: Optional[float] = None
+    us_per_fault: Optional[float] = None
+    tlb_fills: Optional[int] = None
+    maxrss_mib: Optional[float] = None
+    trace_bytes: Optional[int] = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _timing_of(r: RunRecord) -> Optional[float]:
+    return r.emu_seconds if r.emu_seconds is not None else r.process_seconds
+
+
+def check_outputs(records: list[RunRecord]) -> None:
+    """Mark a run failed if its guest stdout differs from the reference run's.
+
+    The reference for a (workload, arch) is the first successful run of the
+    first variant in native, qemu, raw, fast, ... order.
+    """
+    order = ["native", "qemu", "raw", "fast"]
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for r in records:
+        groups.setdefault((r.workload, r.arch), []).append(r)
+    for runs in groups.values():
+        ok = [r for r in runs if r.ok]
+        if not ok:
+            continue
+        ok.sort(key=lambda r: (order.index(r.variant) if r.variant in order else len(order),
+                               r.rep))
+        ref = ok[0]
+        for r in ok[1:]:
+            if r.stdout != ref.stdout:
+                r.ok = False
+                first = (r.stdout.strip().splitlines() or ["(nothing)"])[0][:80]
+                r.status = (f"failed: guest output differs from the {ref.variant} run "
+                            f"(got {first!r})")
+
+
+def summarise(records: list[RunRecord], workloads: list[str], arches: list[str],
+              variants: list[str], avail: dict[str, Availability]) -> list[Row]:
+    rows: list[Row] = []
+    index: dict[tuple[str, str, str], Row] = {}
+    for w in workloads:
+        for a in arches:
+            for v in variants:
+                ok_here, why = avail[v].for_arch(a)
+                runs = [r for r in records if (r.workload, r.arch, r.variant) == (w, a, v)]
+                row = Row(w, a, v, status="", reps=len(runs))
+                index[(w, a, v)] = row
+                rows.append(row)
+                if not ok_here:
+                    row.status = f"unavailable: {why}"
+                    continue
+                good = [r for r in runs if r.ok]
+                row.reps_ok = len(good)
+                if not good:
+                    bad = [r.status for r in runs if not r.ok] or ["failed: not run"]
+                    row.status = bad[0]
+                    continue
+                row.status = "ok"
+                if len(good) < len(runs):
+                    row.notes.append(f"{len(runs) - len(good)} of {len(runs)} reps failed: "
+                                     f"{next(r.status for r in runs if not r.ok)}")
+                row.timing = "emulation" if good[0].emu_seconds is not None else "process"
+                row.seconds = Spread.of([t for r in good if (t := _timing_of(r)) is not None])
+                row.process_seconds = Spread.of([r.process_seconds for r in good
+                                                 if r.process_seconds is not None])
+                row.maxrss_mib = statistics.median(r.maxrss_kib for r in good
+                                                   if r.maxrss_kib is not None) / 1024
+                if good[0].instructions is not None:
+                    row.instructions = good[0].instructions
+                    row.instructions_source = "this run"
+                if good[0].faults is not None:
+                    row.faults = good[0].faults
+                    row.faults_source = "model"
+                elif VARIANTS_BY_NAME[v].kind == "native":
+                    row.faults = int(statistics.median((r.host_minflt or 0) + (r.host_majflt or 0)
+                                                       for r in good))
+                    row.faults_source = "host kernel"
+                if good[0].tlb_fills is not None:
+                    row.tlb_fills = good[0].tlb_fills
+                if good[0].trace_bytes is not None:
+                    row.trace_bytes = int(statistics.median(r.trace_bytes or 0 for r in good))
+    # instruction counts for native/qemu come from an mmuemu run of the same program
+    for row in rows:
+        if row.status != "ok":
+            continue
+        if row.instructions is None:
+            for v in ("raw", "fast", "exact", "trace"):
+                other = index.get((row.workload, row.arch, v))
+                if other is not None and other.status == "ok" and other.instructions:
+                    row.instructions = other.instructions
+                    row.instructions_source = f"{v} run"
+                    break
+        assert row.seconds is not None
+        t = row.seconds.median
+        if row.instructions is not None and t > 0:
+            row.mips = row.instructions / t / 1e6
+        if row.faults is not None and t > 0:
+            row.faults_per_second = row.faults / t
+            if row.faults:
+                row.us_per_fault = t / row.faults * 1e6
+        raw = index.get((row.workload, row.arch, "raw"))
+        if raw is not None and raw.status == "ok" and raw.seconds and raw.seconds.median > 0:
+            row.ratio_to_raw = t / raw.seconds.median
+        base = VARIANTS_BY_NAME[row.variant].base
+        if base:
+            row.base = base
+            b = index.get((row.workload, row.arch, base))
+            if b is not None and b.status == "ok" and b.seconds and b.seconds.median > 0:
+                row.ratio_to_base = t / b.seconds.median
+    return rows
+
+
+@dataclass
+class TargetResult:
+    target: str
+    workload: str
+    arch: str
+    value: Optional[float]
+    limit: float
+    verdict: str          # pass | FAIL | n/a: ...
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_targets(rows: list[Row]) -> list[TargetResult]:
+    by = {(r.workload, r.arch, r.variant): r for r in rows}
+    keys = sorted({(r.workload, r.arch) for r in rows},
+                  key=lambda k: ([r.workload for r in rows].index(k[0]), k[1]))
+    out: list[TargetResult] = []
+    for name, variant, over, limit, kinds, excluded in TARGETS:
+        for w, a in keys:
+            kind = WORKLOADS_BY_NAME[w].kind if w in WORKLOADS_BY_NAME else ""
+            if (kinds is not None and kind not in kinds) or kind in excluded:
+                continue
+            row, base = by.get((w, a, variant)), by.get((w, a, over))
+            if row is None or base is None:
+                continue
+            if row.status != "ok" or base.status != "ok":
+                why = row.status if row.status != "ok" else f"{over} {base.status}"
+                out.append(TargetResult(name, w, a, None, limit, f"n/a: {why}"))
+                continue
+            value = row.ratio_to_raw if over == "raw" else row.ratio_to_base
+            assert value is not None
+            out.append(TargetResult(name, w, a, value, limit,
+                                    "pass" if value <= limit else "FAIL"))
+    return out
+
+
+# --- Markdown -------------------------------------------------------------------------
+
+def _s(x: Optional[float], digits: int = 3) -> str:
+    if x is None:
+        return "—"
+    if x >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def _count(x: Optional[float]) -> str:
+    if x is None:
+        return "—"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if x >= 1e4:
+        return f"{x / 1e3:.0f} k"
+    return f"{x:,.0f}"
+
+
+def _esc(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown(meta: dict[str, Any], rows: list[Row], targets: list[TargetResult],
+             first_touch: list[dict[str, Any]]) -> str:
+    m = meta["machine"]
+    lines = [
+        f"## Benchmark results ({meta['tier']}, {meta['date']})",
+        "",
+        f"Machine: {m['cpu']} ({m['cores']} cores), Linux {m['kernel']}, Python {m['python']}, "
+        f"Unicorn {m['unicorn']}, {m.get('qemu') or 'no qemu-user'}. "
+        f"mmuemu at {m.get('git', '?')}. "
+        f"{meta['reps']} repetitions per cell, variants interleaved within each repetition; "
+        f"load average {meta['loadavg_start']} at the start, {meta['loadavg_end']} at the end. "
+        f"Command: `{meta['command']}` ({meta['elapsed_seconds']:.0f} s).",
+        "",
+        "Time is the median over the repetitions with min–max in parentheses. For mmuemu "
+        "it is the emulation wall time (inside the Unicorn loop, from `--stats`; Python "
+        "start-up and ELF loading excluded); for native and qemu it is the whole process. "
+        "×raw divides by raw's median in the same invocation. MIPS = guest instructions per "
+        "second (native/qemu use the instruction count of the mmuemu run of the same "
+        "binary). Faults are the model's page faults (native: the host kernel's "
+        "minflt+majflt for the process, exec included). Peak RSS is the child's `ru_maxrss`.",
+        "",
+        "| workload | arch | variant | time s (min–max) | ×raw | process s | guest MIPS "
+        "| faults | faults/s | peak RSS MiB | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    labels = meta.get("labels", {})
+    last = None
+    for r in rows:
+        wl = labels.get(r.workload, r.workload)
+        show_w = f"`{wl}`" if (r.workload, r.arch) != last else ""
+        show_a = r.arch if (r.workload, r.arch) != last else ""
+        last = (r.workload, r.arch)
+        if r.status != "ok":
+            lines.append(f"| {show_w} | {show_a} | {r.variant} | {_esc(r.status)} "
+                         f"| | | | | | | |")
+            continue
+        assert r.seconds is not None and r.process_seconds is not None
+        sp = r.seconds
+        notes = list(r.notes)
+        if r.ratio_to_base is not None:
+            notes.insert(0, f"×{r.base} {r.ratio_to_base:.2f}")
+        if r.trace_bytes is not None:
+            notes.append(f"trace {r.trace_bytes / 1024:,.0f} KiB")
+        if r.faults_source == "host kernel":
+            notes.append("faults: host kernel")
+        lines.append(
+            f"| {show_w} | {show_a} | {r.variant} | {_s(sp.median)} ({_s(sp.lo)}–{_s(sp.hi)}) "
+            f"| {_s(r.ratio_to_raw, 2)} | {_s(r.process_seconds.median)} | {_s(r.mips, 0)} "
+            f"| {_count(r.faults)} | {_count(r.faults_per_second)} | {_s(r.maxrss_mib, 0)} "
+            f"| {_esc('; '.join(notes))} |")
+    lines += ["", "### Targets", "",
+              "| target | workload | arch | measured | verdict |", "|---|---|---|---|---|"]
+    for t in targets:
+        lines.append(f"| {t.target} | {t.workload} | {t.arch} | "
+                     f"{'—' if t.value is None else f'{t.value:.2f}×'} | {_esc(t.verdict)} |")
+    if first_touch:
+        lines += ["", "### Fault throughput: cost per first touch", "",
+                  "| workload | arch | variant | pages | µs per page | faults | µs per fault "
+                  "| faults/s |", "|---|---|---|---|---|---|---|---|"]
+        for f in first_touch:
+            lines.append(f"| {f['workload']} | {f['arch']} | {f['variant']} | {f['pages']:,} | "
+                         f"{_s(f['us_per_page'], 2)} | {_count(f['faults'])} | "
+                         f"{_s(f['us_per_fault'], 2)} | {_count(f['faults_per_second'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def first_touch_table(rows: list[Row], tier: str) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        w = WORKLOADS_BY_NAME.get(r.workload)
+        if w is None or w.kind != "fault" or r.status != "ok" or r.seconds is None:
+            continue
+        pages = w.first_touch_pages.get(tier)
+        if not pages:
+            continue
+        out.append({"workload": r.workload, "arch": r.arch, "variant": r.variant,
+                    "pages": pages, "us_per_page": r.seconds.median / pages * 1e6,
+                    "faults": r.faults, "us_per_fault": r.us_per_fault,
+                    "faults_per_second": r.faults_per_second})
+    return out

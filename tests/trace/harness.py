@@ -1,0 +1,80 @@
+"""Running a guest with a FaultTracer attached, the way the wired Machine does.
+
+Until ``Machine`` takes a ``tracer`` argument (the wiring patch), a test-only
+subclass attaches the tracer at the same points: right before exec (so
+exec's faults are traced), around the TLB glue's flush requests, and when
+the run ends. Once the patch is applied the real wiring is used.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from mmuemu.config import KernelConfig, RunConfig
+from mmuemu.emu.machine import Machine, RunResult
+from mmuemu.emu.tracing import FaultTracer
+from mmuemu.trace.schema import ALL_EVENTS, EventFilter
+
+REPO = Path(__file__).resolve().parents[2]
+GUEST_BIN = REPO / "guest" / "bin"
+TRACES = REPO / "traces"
+
+WIRED = "tracer" in inspect.signature(Machine.__init__).parameters
+
+
+class _TracedMachine(Machine):
+    """Machine with the wiring patch's three hooks, for tests only."""
+
+    def __init__(self, *args: Any, tracer: FaultTracer, **kw: Any) -> None:
+        self._test_tracer = tracer
+        super().__init__(*args, **kw)
+
+    def _stdio(self) -> None:
+        super()._stdio()
+        tlb = self.tlb
+        for kind in ("page", "range", "mm", "icache"):
+            name = "flush_icache_page" if kind == "icache" else f"flush_tlb_{kind}"
+            setattr(tlb, name, _flush_hook(getattr(tlb, name), kind))
+        self._test_tracer.attach(self, cycles_fn=lambda: self.native.insns)
+
+    def run(self) -> RunResult:
+        result = super().run()
+        self._test_tracer.task_exit(self.task, result)
+        return result
+
+
+def _flush_hook(orig: Any, kind: str) -> Any:
+    def hook(mm: Any, *a: int) -> None:
+        trace = mm.kernel.trace
+        if trace is not None:
+            if kind == "page" or kind == "icache":
+                trace.tlb_flush(mm, kind, a[0], a[0] + 4096)
+            elif kind == "range":
+                trace.tlb_flush(mm, kind, a[0], a[1])
+            else:
+                trace.tlb_flush(mm, kind, 0, 0)
+        orig(mm, *a)
+    return hook
+
+
+def guest_path(arch: str, program: str) -> str:
+    """The bundled guest binary (relative to the repository, as goldens record it)."""
+    return str(GUEST_BIN / arch / program)
+
+
+def run_traced(arch: str, program: str, args: Sequence[str], out: str | os.PathLike[str],
+               root: str | os.PathLike[str], kconfig: Optional[KernelConfig] = None,
+               events: EventFilter = ALL_EVENTS) -> tuple[RunResult, Machine]:
+    """Run ``program`` with ``args`` on ``arch`` and write its trace to ``out``."""
+    rconfig = RunConfig(root=os.fspath(root))
+    with FaultTracer(out, events, argv=args) as tracer:
+        if WIRED:
+            m: Machine = Machine(guest_path(arch, program), list(args), kconfig, rconfig,
+                                 tracer=tracer)  # type: ignore[call-arg]
+        else:
+            m = _TracedMachine(guest_path(arch, program), list(args), kconfig, rconfig,
+                               tracer=tracer)
+        result = m.run()
+    return result, m
