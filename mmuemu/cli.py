@@ -150,6 +150,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     except MachineError as e:
         print(f"mmuemu: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except (OSError, MemoryError) as e:
+        print(f"mmuemu: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # an emulator bug: one line, the traceback on request
+        if os.environ.get("MMUEMU_DEBUG"):
+            raise
+        where = ""
+        tb = e.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None:
+            where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+        print(f"mmuemu: internal error: {type(e).__name__}: {e}{where} "
+              "(set MMUEMU_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 70  # EX_SOFTWARE
     sys.stdout.flush()
     if result.message:
         print(result.message, file=sys.stderr)

@@ -80,11 +80,12 @@ def __do_page_cache_readahead(kern: "Kernel", mapping: AddressSpace, offset: int
                               nr_to_read: int, lookahead_size: int) -> int:
     """__do_page_cache_readahead(): read ``nr_to_read`` pages from ``offset``,
     skipping cached ones, and mark PG_readahead on the page
-    ``nr_to_read - lookahead_size`` into the window. Returns pages read."""
+    ``nr_to_read - lookahead_size`` into the window; the new pages go to
+    a_ops->readpages as one batch (read_pages()). Returns pages read."""
     inode = mapping.host
     assert inode is not None
     end_index = (inode.i_size - 1) >> 12 if inode.i_size else -1
-    nr = 0
+    batch: list[Page] = []
     for i in range(nr_to_read):
         index = offset + i
         if index > end_index:
@@ -100,13 +101,15 @@ def __do_page_cache_readahead(kern: "Kernel", mapping: AddressSpace, offset: int
             continue
         if i == nr_to_read - lookahead_size:
             SetPage(page, PG_readahead)
-        mapping.a_ops.readpage(kern, mapping, page)  # read_pages()
+        batch.append(page)
+    if batch:
+        mapping.a_ops.readpages(kern, mapping, batch)
+    for page in batch:
         SetPage(page, PG.uptodate)
         unlock_page(page)
         kern.put_page(page)  # the cache keeps its own reference
-        nr += 1
-    kern.vmstat.readahead_pages += nr
-    return nr
+    kern.vmstat.readahead_pages += len(batch)
+    return len(batch)
 
 
 def get_init_ra_size(size: int, max_pages: int) -> int:
@@ -294,7 +297,18 @@ def filemap_page_mkwrite(vmf: VmFault) -> int:
 
 
 def set_page_dirty(kern: "Kernel", page: Page) -> bool:
-    """__set_page_dirty_nobuffers(): mark the page and its radix-tree slot dirty."""
+    """set_page_dirty(): through the mapping's a_ops->set_page_dirty."""
+    if page.mapping and not page.mapping & 1:
+        mapping = kern.kobj.lookup(page.mapping)
+        return bool(mapping.a_ops.set_page_dirty(kern, page))
+    if PageTest(page, PG.dirty):
+        return False
+    SetPage(page, PG.dirty)
+    return True
+
+
+def _set_page_dirty_nobuffers(kern: "Kernel", page: Page) -> bool:
+    """_set_page_dirty_nobuffers(): mark the page and its radix-tree slot dirty."""
     if PageTest(page, PG.dirty):
         return False
     SetPage(page, PG.dirty)
@@ -356,23 +370,18 @@ def grab_cache_page(kern: "Kernel", mapping: AddressSpace, index: int, whole: bo
 
 
 def generic_perform_write(kern: "Kernel", file: File, pos: int, data: bytes) -> int:
-    """generic_perform_write(): copy ``data`` into the page cache at ``pos``
-    (write_begin → copy → write_end: uptodate, dirty, i_size grows)."""
+    """generic_perform_write(): copy ``data`` into the page cache at ``pos``,
+    a page at a time through a_ops->write_begin / write_end."""
     mapping = file.f_mapping
-    inode = mapping.host
-    assert inode is not None
+    aops = mapping.a_ops
     done = 0
     while done < len(data):
-        index = (pos + done) >> 12
         off = (pos + done) & 0xFFF
         n = min(4096 - off, len(data) - done)
-        page = grab_cache_page(kern, mapping, index, whole=(off == 0 and n == 4096))
+        page = aops.write_begin(kern, mapping, pos + done, n)
         kern.phys.write((page.pfn << 12) + off, data[done:done + n])
-        set_page_dirty(kern, page)
-        kern.put_page(page)
+        aops.write_end(kern, mapping, pos + done, n, page)
         done += n
-        if pos + done > inode.i_size:
-            inode.i_size = pos + done
     return done
 
 
@@ -404,22 +413,43 @@ def generic_file_read(kern: "Kernel", file: File, pos: int, count: int) -> bytes
     return bytes(out)
 
 
+def unmap_mapping_range(kern: "Kernel", mapping: AddressSpace, first: int) -> None:
+    """unmap_mapping_range(): zap every PTE that maps page index >= ``first``
+    of this file, in every VMA on i_mmap (shared and private), as truncate does."""
+    from mmuemu.kernel.madvise import zap_page_range
+    for vma in list(mapping.i_mmap):
+        npages = (vma.vm_end - vma.vm_start) >> 12
+        if vma.vm_pgoff + npages <= first:
+            continue
+        start = vma.vm_start + max(0, first - vma.vm_pgoff) * 4096
+        zap_page_range(vma, start, vma.vm_end)
+
+
 def truncate_inode_pages(kern: "Kernel", mapping: AddressSpace, lstart: int) -> None:
-    """truncate_inode_pages(): drop unmapped cached pages from byte ``lstart`` on."""
+    """truncate_inode_pages(): unmap and drop cached pages from byte ``lstart`` on
+    (a_ops->invalidatepage on each); a partial last page keeps its head, with
+    the tail zeroed."""
     from mmuemu.kernel.radix_tree import radix_tree_gang_lookup
     first = (lstart + 4095) >> 12
+    if lstart & 0xFFF:
+        partial = radix_tree_lookup(mapping.page_tree, lstart >> 12)
+        if partial is not None:
+            off = lstart & 0xFFF
+            kern.phys.buf[(partial.pfn << 12) + off:(partial.pfn + 1) << 12] = 0
+            mapping.a_ops.invalidatepage(kern, partial, off, 4096 - off)
+    unmap_mapping_range(kern, mapping, first)
     while True:
         pages = radix_tree_gang_lookup(mapping.page_tree, first, 32)
         if not pages:
             break
         for page in pages:
             first = page.index + 1
-            if page._mapcount >= 0:
-                continue  # still mapped: unmap_mapping_range is the caller's job
+            mapping.a_ops.invalidatepage(kern, page, 0, 4096)
             ClearPage(page, PG.dirty)
             radix_tree_tag_clear(mapping.page_tree, page.index, PAGECACHE_TAG_DIRTY)
+            if page._mapcount >= 0:
+                continue  # still mapped privately elsewhere: leave it (Linux would too)
             delete_from_page_cache(kern, page)
-
 
 
 def populate_page_cache(kern: "Kernel", mapping: AddressSpace) -> int:

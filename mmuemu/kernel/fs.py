@@ -30,19 +30,65 @@ class AddressSpaceOperations:
     """struct address_space_operations: how a file system moves page data.
 
     The base class is a memory-only file system (no backing store): pages are
-    born zeroed and uptodate and writeback has nothing to do.
+    born zeroed and uptodate and writeback has nothing to do. The generic
+    methods (writepages, set_page_dirty, write_begin/write_end) are those of
+    mm/page-writeback.c and mm/filemap.c that simple file systems use.
     """
 
     name = "simple_aops"
 
     def readpage(self, kern: "Kernel", mapping: AddressSpace, page: Page) -> int:
-        """Fill ``page`` (already in the page cache) with file data."""
+        """Fill ``page`` (already in the page cache, locked) with file data."""
         kern.phys.zero_frame(page.pfn)
+        return 0
+
+    def readpages(self, kern: "Kernel", mapping: AddressSpace, pages: list[Page]) -> int:
+        """Read a readahead batch (pages sorted by index); default: readpage each."""
+        for page in pages:
+            self.readpage(kern, mapping, page)
         return 0
 
     def writepage(self, kern: "Kernel", mapping: AddressSpace, page: Page) -> int:
         """Write one dirty page to the backing store."""
         return 0
+
+    def writepages(self, kern: "Kernel", mapping: AddressSpace, start: int = 0,
+                   end: int = (1 << 64) - 1) -> int:
+        """generic_writepages(): write_cache_pages over [start, end]; pages written."""
+        from mmuemu.kernel.filemap import write_cache_pages
+        return write_cache_pages(kern, mapping, start, end)
+
+    def set_page_dirty(self, kern: "Kernel", page: Page) -> bool:
+        """_set_page_dirty_nobuffers(): PG_dirty and the DIRTY tag in the page tree."""
+        from mmuemu.kernel.filemap import _set_page_dirty_nobuffers
+        return _set_page_dirty_nobuffers(kern, page)
+
+    def write_begin(self, kern: "Kernel", mapping: AddressSpace, pos: int, length: int) -> Page:
+        """simple_write_begin(): the cache page to copy into, read first unless
+        the write covers it whole or it lies past EOF. Returns it with a reference."""
+        from mmuemu.kernel.filemap import grab_cache_page
+        off = pos & 0xFFF
+        return grab_cache_page(kern, mapping, pos >> 12, whole=(off == 0 and length == 4096))
+
+    def write_end(self, kern: "Kernel", mapping: AddressSpace, pos: int, copied: int,
+                  page: Page) -> int:
+        """simple_write_end(): uptodate, dirty, grow i_size, drop the reference."""
+        from mmuemu.kernel.mm_types import PG, SetPage
+        SetPage(page, PG.uptodate)
+        self.set_page_dirty(kern, page)
+        inode = mapping.host
+        assert inode is not None
+        if pos + copied > inode.i_size:
+            inode.i_size = pos + copied
+        kern.put_page(page)
+        return copied
+
+    def invalidatepage(self, kern: "Kernel", page: Page, offset: int, length: int) -> None:
+        """A page (or part of it) is being truncated away: drop private state (none here)."""
+
+    def releasepage(self, kern: "Kernel", page: Page) -> bool:
+        """May the page leave the cache? (No buffers or private data: yes.)"""
+        return True
 
 
 class HostFsAops(AddressSpaceOperations):
@@ -51,16 +97,28 @@ class HostFsAops(AddressSpaceOperations):
     name = "hostfs_aops"
 
     def readpage(self, kern: "Kernel", mapping: AddressSpace, page: Page) -> int:
+        return self.readpages(kern, mapping, [page])
+
+    def readpages(self, kern: "Kernel", mapping: AddressSpace, pages: list[Page]) -> int:
+        """One host read per run of consecutive indexes (a block-layer request each)."""
         inode = mapping.host
         assert inode is not None and inode.host_path is not None
-        base = page.pfn << 12
-        kern.phys.zero_frame(page.pfn)
         with open(inode.host_path, "rb") as f:
-            f.seek(page.index << 12)
-            data = f.read(4096)
-        if data:
-            kern.phys.write(base, data)
-        kern.vmstat.pgpgin += 1
+            i = 0
+            while i < len(pages):
+                j = i + 1
+                while j < len(pages) and pages[j].index == pages[j - 1].index + 1:
+                    j += 1
+                f.seek(pages[i].index << 12)
+                data = f.read((j - i) << 12)
+                for k in range(i, j):
+                    page = pages[k]
+                    chunk = data[(k - i) << 12:(k - i + 1) << 12]
+                    kern.phys.zero_frame(page.pfn)
+                    if chunk:
+                        kern.phys.write(page.pfn << 12, chunk)
+                i = j
+        kern.vmstat.pgpgin += len(pages)
         return 0
 
     def writepage(self, kern: "Kernel", mapping: AddressSpace, page: Page) -> int:

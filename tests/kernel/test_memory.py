@@ -266,3 +266,57 @@ def test_brk_grows_merges_and_shrinks(rig: KernelRig) -> None:
     # below start_brk is refused: the break stays
     assert sys_brk(mm, 0x50_0000) == 0x60_0000 + 2 * PAGE
     os.sync  # noqa: B018 - keep import used
+
+
+def test_truncate_unmaps_and_later_access_is_sigbus(tmp_path: Path) -> None:
+    from mmuemu.kernel.fault import SIGBUS
+    from mmuemu.kernel.filemap import truncate_inode_pages
+    rig = make_rig("x86_64", tmp_path)
+    _make_file(tmp_path, "f.dat", 4)
+    addr = _open_map(rig, "f.dat", 4, PROT_READ, MAP_SHARED)
+    assert _fault(rig, addr + 3 * PAGE, AccessType.READ) == 0
+    vma = find_vma(rig.task.mm, addr)
+    assert vma is not None and vma.vm_file is not None
+    inode = vma.vm_file.f_inode
+    inode.i_size = PAGE
+    truncate_inode_pages(rig.kern, vma.vm_file.f_mapping, PAGE)
+    assert _pte(rig, addr + 3 * PAGE) == 0          # unmap_mapping_range zapped it
+    assert _fault(rig, addr + 3 * PAGE, AccessType.READ) == SIGBUS  # beyond EOF
+    assert _fault(rig, addr, AccessType.READ) == 0
+
+
+def test_msync_cleans_ptes_so_the_next_write_faults_again(tmp_path: Path) -> None:
+    from mmuemu.kernel.madvise import MS_SYNC, do_msync
+    rig = make_rig("aarch64", tmp_path)
+    _make_file(tmp_path, "f.dat", 2)
+    addr = _open_map(rig, "f.dat", 2, PROT_READ | PROT_WRITE, MAP_SHARED, writable=True)
+    fmt = rig.kern.fmt
+    assert _fault(rig, addr, AccessType.WRITE) == 0
+    page = rig.kern.pfn_to_page(fmt.pte_pfn(_pte(rig, addr)))
+    rig.kern.phys.buf[page.pfn * PAGE] = 0xAB
+    assert PageTest(page, PG.dirty)
+    assert do_msync(rig.task.mm, addr, 2 * PAGE, MS_SYNC) == 0
+    assert not PageTest(page, PG.dirty)
+    assert not fmt.pte_write(_pte(rig, addr)) and not fmt.pte_dirty(_pte(rig, addr))
+    assert (tmp_path / "f.dat").read_bytes()[0] == 0xAB  # written back
+    shared_before = rig.kern.vmstat.by_type["shared"]
+    assert _fault(rig, addr, AccessType.WRITE) == 0
+    assert rig.kern.vmstat.by_type["shared"] == shared_before + 1  # wp_page_shared
+
+
+def test_madvise_dontneed_frees_anon_pages(rig: KernelRig) -> None:
+    from mmuemu.kernel.madvise import MADV_DONTNEED, do_madvise
+    free0 = rig.kern.buddy.stats.nr_free_pages
+    tables0 = rig.task.mm.nr_ptes
+    addr = _anon(rig, 4)
+    for i in range(4):
+        _fault(rig, addr + i * PAGE, AccessType.WRITE)
+    new_tables = rig.task.mm.nr_ptes - tables0
+    assert rig.kern.buddy.stats.nr_free_pages == free0 - 4 - new_tables
+    assert do_madvise(rig.task.mm, addr, 4 * PAGE, MADV_DONTNEED) == 0
+    assert all(_pte(rig, addr + i * PAGE) == 0 for i in range(4))
+    assert rig.task.mm.rss_anon == 0
+    # the four pages are free again; the page-table pages stay, as in Linux
+    assert rig.kern.buddy.stats.nr_free_pages == free0 - new_tables
+    assert _fault(rig, addr, AccessType.READ) == 0
+    assert rig.kern.fmt.pte_pfn(_pte(rig, addr)) == rig.kern.zero_pfn
