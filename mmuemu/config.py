@@ -46,5 +46,6 @@ class RunConfig:
     strict: bool = _knob(False, "an unknown syscall is fatal instead of -ENOSYS (--strict)")
     insn_limit: int = _knob(0, "stop after this many guest instructions; 0 = no limit")
     time_limit: float = _knob(0.0, "stop after this many seconds of wall time; 0 = no limit")
+    quantum: int = _knob(50_000, "scheduler time slice in guest instructions (with several tasks)")
     env: tuple[str, ...] = _knob(("PATH=/bin:/usr/bin", "HOME=/", "TERM=dumb", "LANG=C"),
                                  "the guest's environment")

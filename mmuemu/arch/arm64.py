@@ -86,6 +86,7 @@ ARM64 = ArchSpec(
     syscall_ret_reg="x0",
     pc_reg="pc",
     sp_reg="sp",
+    syscall_insn_len=4,
     machine="aarch64",
     pack_stat=pack_stat,
     fault_code=fault_code,

@@ -38,6 +38,8 @@ class ArchSpec:
     syscall_ret_reg: str
     pc_reg: str
     sp_reg: str
+    #: bytes of the syscall instruction (to restart a syscall: pc -= this)
+    syscall_insn_len: int
     #: uname machine
     machine: str
     pack_stat: Callable[[Kstat], bytes]

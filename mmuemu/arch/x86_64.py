@@ -73,6 +73,7 @@ X86_64 = ArchSpec(
     syscall_ret_reg="rax",
     pc_reg="rip",
     sp_reg="rsp",
+    syscall_insn_len=2,
     machine="x86_64",
     pack_stat=pack_stat,
     fault_code=fault_code,

@@ -37,9 +37,12 @@ from mmuemu.kernel.kernel import Kernel
 from mmuemu.kernel.mm_types import File, MmStruct
 from mmuemu.kernel.mmap import find_vma
 from mmuemu.kernel.page_alloc import OutOfMemory
-from mmuemu.kernel.sched import TaskStruct
+from mmuemu.kernel.exit import do_exit
+from mmuemu.kernel.sched import TaskState, TaskStruct
+from mmuemu.kernel.mm_types import mm_counters
 from mmuemu.kernel.syscalls import (
-    StrictSyscallError, SyscallContext, TaskExit, dispatch, writeback_inode,
+    StrictSyscallError, SyscallContext, SyscallRestart, TaskExit, TaskKilled, dispatch,
+    writeback_inode,
 )
 
 _ACCESS_TYPE = {Access.READ: AccessType.READ, Access.WRITE: AccessType.WRITE,
@@ -98,6 +101,11 @@ class UnicornTlb:
     def flush_icache_page(self, mm: MmStruct, addr: int, pfn: int) -> None:
         self.counts["icache"] += 1
 
+    def switch_mm(self, prev: MmStruct, next_mm: MmStruct) -> None:
+        """A context switch loaded another page-table root (CR3 / TTBR0)."""
+        self.counts["switch_mm"] = self.counts.get("switch_mm", 0) + 1
+        self._flush()
+
 
 def arch_of(path: str) -> ArchSpec:
     """The ArchSpec for an ELF file, or MachineError naming the problem."""
@@ -152,6 +160,8 @@ class Machine:
             capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
         self._md.detail = True
         self.task = TaskStruct(pid=1, comm="", mm=self.kern.mm_alloc())
+        self.init = self.task
+        self.kern.tasks[1] = self.task
         self._stdio()
         argv_b = [os.fsencode(a) for a in [path, *argv]]
         argv_b[0] = os.fsencode(path)
@@ -165,8 +175,10 @@ class Machine:
                                "(raise --mem)") from None
         self.native.set_root(self.task.mm.pgd)
         self.raw: Optional[RawMapper] = None
+        self._raw_mappers: dict[int, RawMapper] = {}
         if self.raw_mode:
             self.raw = RawMapper(self.uc, self.kern, self.task)
+            self._raw_mappers[1] = self.raw
             self.raw.grow_stack_fully()
             self.raw.sync()
         self.result: Optional[RunResult] = None
@@ -175,8 +187,12 @@ class Machine:
         self._internal_error: Optional[BaseException] = None
         self.sysctx = SyscallContext(kern=self.kern, task=self.task, abi=self.spec,
                                      now_ns=self._now_ns, warn=self.warn,
-                                     strict=self.rconfig.strict)
+                                     strict=self.rconfig.strict, emu=self)
         self.syscalls = 0
+        #: why the current slice stopped: "exit", "block", "kill" or None
+        self._slice_stop: Optional[str] = None
+        self._exit_code = 0
+        self.context_switches = 0
         self._install_hooks()
 
     # --- setup --------------------------------------------------------------------
@@ -200,8 +216,6 @@ class Machine:
                                            self.native.block_hook_addr, self.native.state_addr))
         self.native.set_count_block(self._count_block)
         self.native.set_stop(uc)
-        if self.rconfig.insn_limit:
-            self.native.set_insn_limit(self.rconfig.insn_limit)
         if self.spec.arch is Arch.X86_64:
             self._hooks.append(uc.hook_add(unicorn.UC_HOOK_INSN, self._on_syscall_x86, None, 1, 0,
                                            unicorn.x86_const.UC_X86_INS_SYSCALL))
@@ -278,7 +292,20 @@ class Machine:
         try:
             ret = dispatch(self.sysctx, spec.syscall_names.get(nr), nr, args)
         except TaskExit as e:
-            self.result = RunResult(exit_code=e.code)
+            self._slice_stop = "exit"
+            self._exit_code = e.code
+            uc.emu_stop()
+            return
+        except SyscallRestart:
+            # the task sleeps; the syscall instruction runs again when it wakes
+            pc = self.regs[spec.pc_reg]
+            uc.reg_write(pc, uc.reg_read(pc) - spec.syscall_insn_len)
+            self._slice_stop = "block"
+            uc.emu_stop()
+            return
+        except TaskKilled as e:
+            self._slice_stop = "kill"
+            self._pending_signal = e.signal
             uc.emu_stop()
             return
         except StrictSyscallError as e:
@@ -328,44 +355,171 @@ class Machine:
         code = self.spec.fault_code(f)
         return self.spec.segfault_message(self.task.comm, self.task.pid, f, pc, sp, code, where)
 
+    # --- processes: the emulator side of fork, wait and kill ---------------------------
+    def fork_context(self, child: TaskStruct) -> None:
+        """The child starts as a copy of the current CPU state, returning 0 from fork."""
+        uc = self.uc
+        ret_reg = self.regs[self.spec.syscall_ret_reg]
+        sp_reg = self.regs[self.spec.sp_reg]
+        saved, saved_sp = uc.reg_read(ret_reg), uc.reg_read(sp_reg)
+        uc.reg_write(ret_reg, 0)
+        if child.context_sp:  # clone(2) with a new stack
+            uc.reg_write(sp_reg, child.context_sp)
+        child.context = uc.context_save()
+        uc.reg_write(ret_reg, saved)
+        uc.reg_write(sp_reg, saved_sp)
+        child.insns = 0
+        if self.raw_mode:
+            mapper = RawMapper(uc, self.kern, child)
+            mapper.populate_detached()
+            self._raw_mappers[child.pid] = mapper
+
+    def _switch_to(self, task: TaskStruct) -> None:
+        """context_switch(): save the running task's registers, load the next
+        task's, and switch the address space (switch_mm): a new page-table
+        root for the walker and, since Unicorn's soft TLB has no ASIDs, a
+        flush of all its cached translations."""
+        prev = self.task
+        if prev is task:
+            return
+        if prev.state not in (TaskState.ZOMBIE, TaskState.DEAD):
+            prev.context = self.uc.context_save()
+        if self.raw_mode:
+            old = self._raw_mappers.get(prev.pid)
+            if old is not None:
+                old.detach()
+            self.raw = self._raw_mappers[task.pid]
+            self.raw.attach()
+        if task.context is not None:
+            self.uc.context_restore(task.context)
+        self.native.set_root(task.mm.pgd)
+        self.tlb.switch_mm(prev.mm, task.mm)
+        self.task = task
+        self.sysctx.task = task
+        self.context_switches += 1
+
+    def _pick_next(self) -> Optional[TaskStruct]:
+        """Round robin over runnable tasks in pid order, starting after the current one."""
+        tasks = sorted(self.kern.tasks.values(), key=lambda t: t.pid)
+        runnable = [t for t in tasks if t.state is TaskState.RUNNING]
+        if not runnable:
+            return None
+        after = [t for t in runnable if t.pid > self.task.pid]
+        if self.task.state is TaskState.RUNNING and self._slice_stop is None and \
+                not self._quantum_expired:
+            return self.task
+        return after[0] if after else runnable[0]
+
+    def _live_tasks(self) -> int:
+        return sum(1 for t in self.kern.tasks.values()
+                   if t.state in (TaskState.RUNNING, TaskState.SLEEPING))
+
+    def _end_task(self, task: TaskStruct, code: int, signal: int = 0,
+                  message: str = "") -> None:
+        if message:
+            if task is self.init:
+                self._init_message = message
+            else:
+                self.warn_kernel(message)
+        self.final_mm_stats[task.pid] = mm_counters(task.mm)
+        do_exit(task, code, signal)
+        if self.raw_mode:
+            mapper = self._raw_mappers.pop(task.pid, None)
+            if mapper is not None:
+                mapper.detach()
+                self.raw = None
+
+    def warn_kernel(self, message: str) -> None:
+        """A kernel log line (what dmesg would show) for a task other than pid 1."""
+        print(message, file=sys.stderr)
+
+    # --- running ----------------------------------------------------------------------
     def run(self) -> RunResult:
-        """Run until the guest exits, dies, or hits a limit."""
+        """Run until every task has exited (pid 1's status is the result) or a limit hits."""
         uc = self.uc
         pc_reg, sp_reg = self.regs[self.spec.pc_reg], self.regs[self.spec.sp_reg]
         uc.reg_write(sp_reg, self.exec.sp)
-        timeout_us = int(self.rconfig.time_limit * 1e6)
+        uc.reg_write(pc_reg, self.exec.entry)
+        self.final_mm_stats: dict[int, dict[str, int]] = {}
+        self._init_message = ""
+        self._quantum_expired = False
+        user_limit = self.rconfig.insn_limit
+        quantum = self.rconfig.quantum
+        time_limit = self.rconfig.time_limit
         start = time.perf_counter()
-        try:
-            uc.emu_start(self.exec.entry, 0, timeout=timeout_us)
+        stop_reason = "exit"
+        while True:
+            nxt = self._pick_next()
+            if nxt is None:
+                break
+            self._switch_to(nxt)
+            task = self.task
+            self._slice_stop = None
+            self._quantum_expired = False
+            self._pending_signal = 0
+            limit = user_limit
+            if self._live_tasks() > 1:
+                slice_end = self.native.insns + quantum
+                limit = min(limit, slice_end) if limit else slice_end
+            self.native.set_insn_limit(limit)
+            timeout_us = 0
+            if time_limit:
+                left = time_limit - (time.perf_counter() - start)
+                if left <= 0:
+                    stop_reason = "time-limit"
+                    break
+                timeout_us = max(1, int(left * 1e6))
+            insns0 = self.native.insns
             err: Optional[unicorn.UcError] = None
-        except unicorn.UcError as e:
-            err = e
-        wall = time.perf_counter() - start
-        if self._internal_error is not None:
-            raise self._internal_error
-        self.native.raise_pending()  # an exception in the block-count callback
-        pc, sp = uc.reg_read(pc_reg), uc.reg_read(sp_reg)
-        if self.result is None:
-            if self._pending_signal:
-                msg = self._segv_message(pc, sp)
-                self.result = RunResult(exit_code=128 + self._pending_signal,
-                                        signal=self._pending_signal, message=msg,
-                                        stop_reason="signal")
+            try:
+                uc.emu_start(uc.reg_read(pc_reg), 0, timeout=timeout_us)
+            except unicorn.UcError as e:
+                err = e
+            task.insns += self.native.insns - insns0
+            if self._internal_error is not None:
+                raise self._internal_error
+            self.native.raise_pending()  # an exception in the block-count callback
+            if self._slice_stop == "exit":
+                self._end_task(task, self._exit_code)
+            elif self._slice_stop == "kill" or self._pending_signal:
+                sig = self._pending_signal
+                msg = "" if self._slice_stop == "kill" else \
+                    self._segv_message(uc.reg_read(pc_reg), uc.reg_read(sp_reg))
+                self._end_task(task, 0, sig, msg)
+            elif self._slice_stop == "block":
+                pass  # sleeping in wait4 until a child exits
             elif self.native.limit_hit:
-                self.result = RunResult(exit_code=124, stop_reason="insn-limit",
-                                        message=f"instruction limit reached "
-                                                f"({self.rconfig.insn_limit} instructions)")
-            elif timeout_us and wall >= self.rconfig.time_limit:
-                self.result = RunResult(exit_code=124, stop_reason="time-limit",
-                                        message=f"time limit reached "
-                                                f"({self.rconfig.time_limit:g} s)")
+                if user_limit and self.native.insns + 64 > user_limit or \
+                        user_limit and limit == user_limit:
+                    stop_reason = "insn-limit"
+                    break
+                self._quantum_expired = True
+            elif time_limit and time.perf_counter() - start >= time_limit:
+                stop_reason = "time-limit"
+                break
             elif err is not None:
-                self.result = RunResult(exit_code=128 + SIGSEGV, signal=SIGSEGV,
-                                        stop_reason="signal",
-                                        message=f"{self.task.comm}[{self.task.pid}]: "
-                                                f"CPU exception at ip {pc:016x}: {err}")
+                pc = uc.reg_read(pc_reg)
+                self._end_task(task, 0, SIGSEGV,
+                               f"{task.comm}[{task.pid}]: CPU exception at ip {pc:016x}: {err}")
             else:
-                self.result = RunResult(exit_code=0, stop_reason="exit")
+                self._quantum_expired = True
+            if task is self.init and task.state is not TaskState.RUNNING and \
+                    task.state is not TaskState.SLEEPING and self._live_tasks() == 0:
+                break
+        wall = time.perf_counter() - start
+        init = self.init
+        if stop_reason == "insn-limit":
+            self.result = RunResult(exit_code=124, stop_reason="insn-limit",
+                                    message=f"instruction limit reached "
+                                            f"({user_limit} instructions)")
+        elif stop_reason == "time-limit":
+            self.result = RunResult(exit_code=124, stop_reason="time-limit",
+                                    message=f"time limit reached ({time_limit:g} s)")
+        elif init.exit_signal:
+            self.result = RunResult(exit_code=128 + init.exit_signal, signal=init.exit_signal,
+                                    message=self._init_message, stop_reason="signal")
+        else:
+            self.result = RunResult(exit_code=init.exit_code or 0, stop_reason="exit")
         self.result.wall_seconds = wall
         self._sync_files()
         return self.result
@@ -378,10 +532,11 @@ class Machine:
     def stats(self) -> dict[str, Any]:
         """The run's counters (the --stats JSON)."""
         vm = self.kern.vmstat
-        task = self.task
+        tasks = sorted(self.kern.tasks.values(), key=lambda t: t.pid)
         res = self.result
-        mm = task.mm
-        faults_total = task.counts.min_flt + task.counts.maj_flt
+        minor = sum(t.counts.min_flt for t in tasks)
+        major = sum(t.counts.maj_flt for t in tasks)
+        mmc = getattr(self, "final_mm_stats", {}).get(1) or mm_counters(self.init.mm)
         return {
             "arch": self.spec.name,
             "mode": self.rconfig.mode,
@@ -393,20 +548,22 @@ class Machine:
             "basic_blocks": self.native.blocks,
             "syscalls": self.syscalls,
             "faults": {
-                "total": faults_total,
-                "minor": task.counts.min_flt,
-                "major": task.counts.maj_flt,
+                "total": minor + major,
+                "minor": minor,
+                "major": major,
                 "by_type": dict(vm.by_type),
             },
+            "tasks": [{"pid": t.pid, "ppid": t.ppid, "comm": t.comm,
+                       "exit_code": t.exit_code, "signal": t.exit_signal or 0,
+                       "instructions": t.insns, "minflt": t.counts.min_flt,
+                       "majflt": t.counts.maj_flt} for t in tasks],
+            "context_switches": self.context_switches,
             "tlb_fills": self.native.fills,
             "page_walks": self.native.walks,
             "page_walk_mem_refs": self.native.walk_mem_refs,
             "tlb_flush_requests": dict(self.tlb.counts),
             "vmstat": {k: v for k, v in vm.as_dict().items() if k != "by_type"},
-            "mm": {"total_vm": mm.total_vm, "exec_vm": mm.exec_vm, "stack_vm": mm.stack_vm,
-                   "data_vm": mm.data_vm, "map_count": mm.map_count, "nr_ptes": mm.nr_ptes,
-                   "rss_anon": mm.rss_anon, "rss_file": mm.rss_file, "rss_shmem": mm.rss_shmem,
-                   "hiwater_rss": mm.hiwater_rss},
+            "mm": mmc,
             "memory": {"mem_bytes": self.kconfig.mem_bytes,
                        "free_pages": self.kern.buddy.stats.nr_free_pages,
                        "managed_pages": self.kern.buddy.stats.managed_pages},

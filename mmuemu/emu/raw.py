@@ -51,6 +51,66 @@ class RawMapper:
         self.task = task
         #: vpn -> Unicorn perms of every page mapped into Unicorn
         self.mapped: dict[int, int] = {}
+        #: whether this address space is the one in Unicorn now
+        self.attached = True
+        self._detached: dict[int, int] = {}
+
+    def detach(self) -> None:
+        """Take this address space out of Unicorn (before switching to another task)."""
+        if not self.attached:
+            return
+        for start, n in _runs(sorted(self.mapped)):
+            self.uc.mem_unmap(start << 12, n << 12)
+        self._detached = dict(self.mapped)
+        self.mapped.clear()
+        self.attached = False
+
+    def populate_detached(self) -> None:
+        """A forked child's copy of every page, made at fork time (raw mode has no
+        COW); it is mapped into Unicorn when the child first runs."""
+        self.attached = False
+        self.sync()
+        self._detached = dict(self.mapped)
+        self.mapped.clear()
+
+    def attach(self) -> None:
+        """Map this address space back, then bring it up to date (a forked child
+        gets private copies of every page here: raw mode has no COW)."""
+        if self.attached:
+            return
+        self.attached = True
+        saved = self._detached
+        self._detached = {}
+        for start, n in _runs(sorted(saved)):
+            pte_pa = pte_offset_lookup(self.task.mm, start << 12)
+            base = None
+            for vpn in range(start, start + n):
+                pa = pte_offset_lookup(self.task.mm, vpn << 12)
+                pte = ptep_get(self.task.mm, pa) if pa is not None else 0
+                pfn = self.kern.fmt.pte_pfn(pte) if pte else None
+                if pfn is None or saved[vpn] != saved[start] or \
+                        (base is not None and pfn != base + (vpn - start)):
+                    break
+                if base is None:
+                    base = pfn
+            else:
+                if base is not None:
+                    self.uc.mem_map_ptr(start << 12, n << 12, saved[start],
+                                        self.kern.phys.address() + (base << 12))
+                    for vpn in range(start, start + n):
+                        self.mapped[vpn] = saved[vpn]
+                    continue
+            # not one contiguous run any more: map page by page
+            for vpn in range(start, start + n):
+                pa = pte_offset_lookup(self.task.mm, vpn << 12)
+                pte = ptep_get(self.task.mm, pa) if pa is not None else 0
+                if not pte:
+                    continue
+                self.uc.mem_map_ptr(vpn << 12, 4096, saved[vpn],
+                                    self.kern.phys.address() + (self.kern.fmt.pte_pfn(pte) << 12))
+                self.mapped[vpn] = saved[vpn]
+            del pte_pa
+        self.sync()
 
     def grow_stack_fully(self) -> None:
         """Give the stack VMA its whole RLIMIT_STACK now (it cannot fault to grow)."""
@@ -103,8 +163,9 @@ class RawMapper:
             count = 1 << order
             pfn = self.kern.buddy.alloc_pages(order)
             self._fill(vma, vpn, count, pfn)
-            self.uc.mem_map_ptr(vpn << 12, count << 12, perms,
-                                self.kern.phys.address() + (pfn << 12))
+            if self.attached:
+                self.uc.mem_map_ptr(vpn << 12, count << 12, perms,
+                                    self.kern.phys.address() + (pfn << 12))
             for v in range(vpn, vpn + count):
                 self.mapped[v] = perms
             vpn += count

@@ -7,6 +7,8 @@ what it needs through ``vma.vm_mm.kernel`` rather than through globals.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mmuemu.config import KernelConfig
 from mmuemu.hw.physmem import PhysMem
 from mmuemu.hw.pte import PteFormat
@@ -15,6 +17,9 @@ from mmuemu.kernel.mm_types import PG, MmStruct, Page, SetPage
 from mmuemu.kernel.page_alloc import BuddyAllocator, OutOfMemory
 from mmuemu.kernel.tlbflush import TlbFlushOps
 from mmuemu.kernel.tracepoints import TraceSink
+
+if TYPE_CHECKING:
+    from mmuemu.kernel.sched import TaskStruct
 from mmuemu.kernel.vmstat import VmStat
 
 
@@ -42,6 +47,15 @@ class Kernel:
         self.vfs = Vfs(self, root)
         #: tracepoint sink; None when tracing is off
         self.trace: TraceSink | None = None
+        #: every task by pid (the pid hash), including zombies until reaped
+        self.tasks: dict[int, "TaskStruct"] = {}
+        self._next_pid = 2
+
+    def alloc_pid(self) -> int:
+        """alloc_pid(): the next pid (pid 1 is the program mmuemu runs)."""
+        pid = self._next_pid
+        self._next_pid += 1
+        return pid
 
     # --- frames -------------------------------------------------------------
     def alloc_page(self, kind: str = "user", zero: bool = False) -> Page:

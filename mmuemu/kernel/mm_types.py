@@ -377,3 +377,11 @@ class VmFault:
     kind: FaultKind = FaultKind.SPURIOUS
     #: finer classification for traces: "zero" (zero page broken), "reuse" (wp reuse)
     detail: str = ""
+
+
+def mm_counters(mm: MmStruct) -> dict[str, int]:
+    """The mm's size and RSS counters, named as in mm_struct / /proc/PID/status."""
+    return {"total_vm": mm.total_vm, "exec_vm": mm.exec_vm, "stack_vm": mm.stack_vm,
+            "data_vm": mm.data_vm, "map_count": mm.map_count, "nr_ptes": mm.nr_ptes,
+            "rss_anon": mm.rss_anon, "rss_file": mm.rss_file, "rss_shmem": mm.rss_shmem,
+            "hiwater_rss": mm.hiwater_rss}

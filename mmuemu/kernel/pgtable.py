@@ -133,46 +133,45 @@ def pte_range(mm: MmStruct, start: int, end: int) -> Iterator[tuple[int, int]]:
 
 
 def free_pgd_range(mm: MmStruct, start: int, end: int, floor: int, ceiling: int) -> int:
-    """free_pgd_range(): free last-level tables wholly inside [floor, ceiling)
-    whose entries are all empty, then any upper tables left empty.
+    """free_pgd_range(): free page-table pages left empty in [start, end).
 
-    Returns the number of table pages freed. (Linux frees tables only for
-    PMD-aligned spans that no VMA still uses; floor/ceiling are the ends of
-    the neighbouring VMAs, as in free_pgtables().)
+    Only tables whose whole span lies inside [floor, ceiling) may go (floor
+    and ceiling are the ends of the neighbouring VMAs, as free_pgtables()
+    passes them; ceiling 0 means the top of the address space). A last-level
+    table is freed when all its entries are empty, then each upper table that
+    became empty. Walks only present entries. Returns table pages freed.
     """
     kern = mm.kernel
     u64 = kern.phys.u64
     fmt = kern.fmt
+    top = ceiling or (1 << 48)
     freed = 0
-    lo = (start & ~(PMD_SIZE - 1))
-    if lo < floor:
-        lo += PMD_SIZE
-    hi = (end + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
-    if ceiling and hi > ceiling:
-        hi -= PMD_SIZE
-    addr = lo
-    while addr < hi:
-        path: list[tuple[int, int]] = []  # (entry_pa, table_pa it points to)
-        table = mm.pgd
-        ok = True
-        for level in range(3):
-            epa = _entry_pa(table, addr, level)
+
+    def walk(table: int, level: int, base: int) -> bool:
+        """Free what is empty below ``table``; True if ``table`` is now empty."""
+        nonlocal freed
+        shift = _LEVEL_SHIFT[level]
+        span = 1 << shift
+        first = max(0, (max(start, base) - base) >> shift)
+        last = min(511, (min(end, base + (span << 9)) - 1 - base) >> shift)
+        for i in range(first, last + 1):
+            epa = table + (i << 3)
             entry = int(u64[epa >> 3])
             if not fmt.table_present(entry):
-                ok = False
-                break
-            table = entry & ADDR_MASK
-            path.append((epa, table))
-        if ok:
-            pt = path[-1][1]
-            if not u64[pt >> 3:(pt >> 3) + PTRS_PER_TABLE].any():
-                # free the PTE table, then parents that became empty
-                for epa, tpa in reversed(path):
-                    if u64[tpa >> 3:(tpa >> 3) + PTRS_PER_TABLE].any():
-                        break
-                    u64[epa >> 3] = 0
-                    kern.put_page(kern.pfn_to_page(tpa >> 12))
-                    mm.nr_ptes -= 1
-                    freed += 1
-        addr += PMD_SIZE
+                continue
+            lo = base + i * span
+            child = entry & ADDR_MASK
+            if level == 2:
+                empty = not u64[child >> 3:(child >> 3) + PTRS_PER_TABLE].any()
+            else:
+                empty = walk(child, level + 1, lo)
+            # a neighbour may still map part of this table's span: keep it
+            if empty and lo >= floor and lo + span <= top:
+                u64[epa >> 3] = 0
+                kern.put_page(kern.pfn_to_page(child >> 12))
+                mm.nr_ptes -= 1
+                freed += 1
+        return not u64[table >> 3:(table >> 3) + PTRS_PER_TABLE].any()
+
+    walk(mm.pgd, 0, 0)
     return freed

@@ -1,6 +1,12 @@
-"""Tasks (include/linux/sched.h): what the model needs of task_struct."""
+"""Tasks (include/linux/sched.h): what the model needs of task_struct.
+
+Scheduling is the emulator's job (a deterministic round robin with an
+instruction quantum); the kernel side keeps each task's state, its parent
+and children, and what wait4() reports.
+"""
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -8,6 +14,15 @@ from mmuemu.kernel.memory import FaultCounts
 from mmuemu.kernel.mm_types import File, MmStruct
 
 TASK_COMM_LEN = 16
+
+
+class TaskState(enum.Enum):
+    """The states the model distinguishes (TASK_RUNNING, TASK_INTERRUPTIBLE, EXIT_ZOMBIE, EXIT_DEAD)."""
+
+    RUNNING = "R"
+    SLEEPING = "S"
+    ZOMBIE = "Z"
+    DEAD = "X"
 
 
 @dataclass(slots=True, eq=False)
@@ -28,7 +43,23 @@ class TaskStruct:
     context: Any = None
     #: instructions this task has executed so far
     insns: int = 0
+    state: TaskState = TaskState.RUNNING
+    parent: Optional["TaskStruct"] = None
+    children: list["TaskStruct"] = field(default_factory=list)
+    #: what the task sleeps on ("wait4"), None when runnable
+    wait_chan: Optional[str] = None
+    #: faults of reaped children (getrusage(RUSAGE_CHILDREN), signal->cmin_flt)
+    children_min_flt: int = 0
+    children_maj_flt: int = 0
+    #: clone(2) with a new stack: the child's initial stack pointer
+    context_sp: int = 0
 
     def set_comm(self, name: str) -> None:
         """__set_task_comm(): the executable's basename, at most 15 bytes."""
         self.comm = name[:TASK_COMM_LEN - 1]
+
+    def wait_status(self) -> int:
+        """The status word wait4() stores: exit code << 8, or the killing signal."""
+        if self.exit_signal:
+            return self.exit_signal & 0x7F
+        return (self.exit_code or 0) << 8

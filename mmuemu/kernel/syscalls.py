@@ -59,6 +59,26 @@ class SyscallAbi(Protocol):
         ...
 
 
+class EmuOps(Protocol):
+    """What process syscalls need from the emulator (the CPU side of a task)."""
+
+    def fork_context(self, child: TaskStruct) -> None:
+        """Give ``child`` a copy of the current CPU state, returning 0 from the syscall."""
+        ...
+
+
+class SyscallRestart(Exception):
+    """The task must sleep; the emulator re-runs the syscall when it is woken."""
+
+
+class TaskKilled(Exception):
+    """The calling task was killed by a signal (kill(getpid(), SIGKILL))."""
+
+    def __init__(self, signal: int) -> None:
+        super().__init__(signal)
+        self.signal = signal
+
+
 class TaskExit(Exception):
     """exit/exit_group: the task is done (the emu layer stops running it)."""
 
@@ -83,6 +103,8 @@ class SyscallContext:
     warn: Callable[[str], None]
     strict: bool = False
     warned: set[str] = field(default_factory=set)
+    #: the emulator's process hooks; None in kernel-only tests (fork is then -ENOSYS)
+    emu: EmuOps | None = None
 
 
 def _fd(ctx: SyscallContext, fd: int) -> File | None:
@@ -379,8 +401,8 @@ def sys_getrusage(ctx: SyscallContext, who: int, ru: int, *_: int) -> int:
         return -errno.EINVAL
     task = ctx.task
     if who == -1:
-        minflt = majflt = maxrss = 0
-        utime = 0
+        minflt, majflt = task.children_min_flt, task.children_maj_flt
+        maxrss = utime = 0
     else:
         minflt, majflt = task.counts.min_flt, task.counts.maj_flt
         maxrss = task.mm.hiwater_rss * 4
@@ -465,6 +487,110 @@ def sys_msync(ctx: SyscallContext, addr: int, length: int, flags: int, *_: int) 
     return do_msync(ctx.task.mm, addr, length, flags & 0xFFFFFFFF)
 
 
+CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
+CLONE_VFORK, CLONE_PARENT, CLONE_THREAD = 0x4000, 0x8000, 0x10000
+SIGCHLD = 17
+WNOHANG = 1
+#: signals whose default action terminates the process (there are no handlers)
+_FATAL_SIGNALS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27})
+
+
+def kernel_clone(ctx: SyscallContext, flags: int, newsp: int = 0) -> int:
+    """kernel_clone() for fork(), vfork() and clone(SIGCHLD): a new process.
+
+    Threads (CLONE_VM, CLONE_THREAD, ...) are not modelled: -EINVAL. vfork is
+    a plain fork here (the parent does not wait for exec).
+    """
+    if flags & (CLONE_VM | CLONE_THREAD | CLONE_SIGHAND | CLONE_FILES | CLONE_FS):
+        if not (flags & CLONE_VFORK and flags & CLONE_VM and not flags & CLONE_THREAD):
+            return -errno.EINVAL
+    if ctx.emu is None:
+        return -errno.ENOSYS
+    from mmuemu.kernel.fork import copy_process
+    from mmuemu.kernel.page_alloc import OutOfMemory
+    kern = ctx.kern
+    pid = kern.alloc_pid()
+    try:
+        child = copy_process(ctx.task, pid)
+    except OutOfMemory:
+        return -errno.ENOMEM
+    kern.tasks[pid] = child
+    child.context_sp = newsp
+    ctx.emu.fork_context(child)
+    if kern.trace is not None:
+        kern.trace.mm_op(ctx.task, "fork", 0, 0, 0, flags, pid)
+    return pid
+
+
+def sys_fork(ctx: SyscallContext, *_: int) -> int:
+    """fork(2)."""
+    return kernel_clone(ctx, SIGCHLD)
+
+
+def sys_clone(ctx: SyscallContext, flags: int, newsp: int, *_: int) -> int:
+    """clone(2): only the fork-like forms (clone(SIGCHLD, 0) as libc's fork uses)."""
+    flags &= 0xFFFFFFFF
+    if flags & CLONE_VFORK and flags & CLONE_VM:
+        flags &= ~(CLONE_VM | CLONE_VFORK)  # posix_spawn's vfork: run it as a fork
+    return kernel_clone(ctx, flags, newsp)
+
+
+def sys_wait4(ctx: SyscallContext, pid: int, status: int, options: int, ru: int,
+              *_: int) -> int:
+    """wait4(2): reap a zombie child, sleep until one exits, or -ECHILD."""
+    from mmuemu.kernel.exit import release_task
+    from mmuemu.kernel.sched import TaskState
+    pid &= 0xFFFFFFFF
+    if pid >= 1 << 31:
+        pid -= 1 << 32
+    task = ctx.task
+    candidates = [c for c in task.children if pid <= 0 or c.pid == pid]
+    if not candidates:
+        return -errno.ECHILD
+    zombie = next((c for c in candidates if c.state is TaskState.ZOMBIE), None)
+    if zombie is None:
+        if options & WNOHANG:
+            return 0
+        task.state = TaskState.SLEEPING
+        task.wait_chan = "wait4"
+        raise SyscallRestart()
+    try:
+        if status:
+            copy_to_user(task, status, struct.pack("<i", zombie.wait_status()))
+        if ru:
+            longs = [0, 0, 0, 0, zombie.counts.min_flt, zombie.counts.maj_flt] + [0] * 8
+            copy_to_user(task, ru, struct.pack("<qqqq", 0, 0, 0, 0) + struct.pack("<14q", *longs))
+    except UserFault:
+        return -errno.EFAULT
+    task.children_min_flt += zombie.counts.min_flt + zombie.children_min_flt
+    task.children_maj_flt += zombie.counts.maj_flt + zombie.children_maj_flt
+    release_task(zombie)
+    return zombie.pid
+
+
+def sys_kill(ctx: SyscallContext, pid: int, sig: int, *_: int) -> int:
+    """kill(2): the default action of a fatal signal ends the target process."""
+    from mmuemu.kernel.exit import do_exit
+    from mmuemu.kernel.sched import TaskState
+    pid &= 0xFFFFFFFF
+    if pid >= 1 << 31:
+        pid -= 1 << 32
+    sig &= 0xFFFFFFFF
+    if sig > 64:
+        return -errno.EINVAL
+    if pid <= 0:
+        return -errno.EINVAL  # process groups are not modelled
+    target = ctx.kern.tasks.get(pid)
+    if target is None or target.state in (TaskState.ZOMBIE, TaskState.DEAD):
+        return -errno.ESRCH
+    if sig == 0 or sig not in _FATAL_SIGNALS:
+        return 0  # existence check, or a signal whose default action is to ignore
+    if target is ctx.task:
+        raise TaskKilled(sig)
+    do_exit(target, 0, sig)
+    return 0
+
+
 def sys_set_tid_address(ctx: SyscallContext, *_: int) -> int:
     """set_tid_address(2): returns the tid."""
     return ctx.task.pid
@@ -481,7 +607,9 @@ SYSCALLS: dict[str, SyscallHandler] = {
     "uname": sys_uname, "clock_gettime": sys_clock_gettime, "getrusage": sys_getrusage,
     "pread64": sys_pread64, "pwrite64": sys_pwrite64, "fsync": sys_fsync,
     "fdatasync": sys_fsync, "ftruncate": sys_ftruncate, "unlinkat": sys_unlinkat,
-    "madvise": sys_madvise, "msync": sys_msync, "set_tid_address": sys_set_tid_address,
+    "madvise": sys_madvise, "msync": sys_msync,
+    "fork": sys_fork, "vfork": sys_fork, "clone": sys_clone, "wait4": sys_wait4,
+    "kill": sys_kill, "set_tid_address": sys_set_tid_address,
 }
 
 

@@ -115,6 +115,7 @@ HOST_PROGRAMS = [
     ("brk_heap", ["96"]),
     ("stack_grow", ["2000"]),
     ("data_bss", []),
+    ("cow_fork", ["256"]),  # parent + reaped child: wait4's rusage includes the child
 ]
 BASELINE = ("exit_code", ["0"])
 

@@ -32,6 +32,7 @@ CASES: list[tuple[str, list[str]]] = [
     ("devzero_shared", ["16"]),
     ("rw_loop", ["16"]),
     ("madvise_dontneed", ["16"]),
+    ("cow_fork", ["64"]),
 ]
 
 

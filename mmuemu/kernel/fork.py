@@ -1,0 +1,124 @@
+"""fork: copying an address space (kernel/fork.c: dup_mm, dup_mmap; mm/memory.c:
+copy_page_range; mm/rmap.c: anon_vma_fork).
+
+Private writable mappings become copy-on-write: copy_present_pte()
+write-protects the PTE in parent and child and takes a reference and a
+mapcount for the child; the parent's TLB is flushed once at the end
+(flush_tlb_mm), since its PTEs were downgraded. File mappings that have no
+anonymous pages are not copied at all (vma_needs_copy): the child faults
+them in itself, as on Linux.
+"""
+from __future__ import annotations
+
+from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct
+from mmuemu.kernel.memory import vm_normal_page
+from mmuemu.kernel.mmap import vma_link, vm_stat_account
+from mmuemu.kernel.pgtable import ptep_get, pte_offset_alloc, pte_range, set_pte_at
+from mmuemu.kernel.rmap import anon_vma_alloc, anon_vma_chain_link, anon_vma_clone
+from mmuemu.kernel.sched import TaskStruct
+
+
+def is_cow_mapping(flags: int) -> bool:
+    """is_cow_mapping(): private and possibly writable."""
+    return flags & (VM.SHARED | VM.MAYWRITE) == VM.MAYWRITE
+
+
+def anon_vma_fork(vma: VmAreaStruct, pvma: VmAreaStruct) -> int:
+    """anon_vma_fork(): link the child VMA to all of the parent's anon_vmas, then
+    give it its own anon_vma (child of the parent's, same root) for the pages
+    it will COW from now on."""
+    if pvma.anon_vma is None:
+        return 0
+    vma.anon_vma = None
+    anon_vma_clone(vma, pvma)
+    anon_vma = anon_vma_alloc(vma)
+    parent = pvma.anon_vma
+    anon_vma.root = parent.root
+    anon_vma.parent = parent
+    if parent.root is not None:
+        parent.root.refcount += 1  # get_anon_vma(anon_vma->root)
+    vma.anon_vma = anon_vma
+    anon_vma_chain_link(vma, anon_vma)
+    parent.degree += 1
+    return 0
+
+
+def vma_needs_copy(dst: VmAreaStruct, src: VmAreaStruct) -> bool:
+    """vma_needs_copy(): only VMAs with anonymous pages (or PFN maps) need their PTEs copied."""
+    return bool(src.vm_flags & VM.PFNMAP) or src.anon_vma is not None
+
+
+def copy_page_range(dst: VmAreaStruct, src: VmAreaStruct) -> int:
+    """copy_page_range() → copy_pte_range() → copy_present_pte(). Returns PTEs copied."""
+    if not vma_needs_copy(dst, src):
+        return 0
+    src_mm, dst_mm = src.vm_mm, dst.vm_mm
+    kern = src_mm.kernel
+    fmt = kern.fmt
+    cow = is_cow_mapping(src.vm_flags)
+    copied = 0
+    for addr, src_pa in pte_range(src_mm, src.vm_start, src.vm_end):
+        pte = ptep_get(src_mm, src_pa)
+        if not pte:
+            continue
+        if not fmt.pte_present(pte):
+            continue  # swap entries: the swap issue's
+        page = vm_normal_page(src, addr, pte)
+        if page is not None:
+            page._count += 1  # get_page()
+            page._mapcount += 1  # page_dup_rmap()
+            if page.mapping & 1:
+                dst_mm.rss_anon += 1
+            elif page.flags >> 18 & 1:
+                dst_mm.rss_shmem += 1
+            else:
+                dst_mm.rss_file += 1
+        if cow and fmt.pte_write(pte):
+            pte = fmt.pte_wrprotect(pte)  # ptep_set_wrprotect() on the parent too
+            set_pte_at(src_mm, addr, src_pa, pte)
+        if src.vm_flags & VM.SHARED:
+            pte = fmt.pte_mkclean(pte)
+        pte = fmt.pte_mkold(pte)
+        set_pte_at(dst_mm, addr, pte_offset_alloc(dst_mm, addr), pte)
+        copied += 1
+    return copied
+
+
+def dup_mmap(mm: MmStruct, oldmm: MmStruct) -> int:
+    """dup_mmap(): copy every VMA (except VM_DONTCOPY) and its PTEs. Returns 0."""
+    mm.mmap_base = oldmm.mmap_base
+    mm.task_size = oldmm.task_size
+    for name in ("start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
+                 "start_stack", "arg_start", "arg_end", "env_start", "env_end"):
+        setattr(mm, name, getattr(oldmm, name))
+    for mpnt in oldmm.mmap:
+        if mpnt.vm_flags & VM.DONTCOPY:
+            continue
+        tmp = VmAreaStruct(vm_mm=mm, vm_start=mpnt.vm_start, vm_end=mpnt.vm_end,
+                           vm_flags=mpnt.vm_flags, vm_page_prot=mpnt.vm_page_prot,
+                           vm_pgoff=mpnt.vm_pgoff, vm_file=mpnt.vm_file, vm_ops=mpnt.vm_ops,
+                           vm_private_data=mpnt.vm_private_data)
+        anon_vma_fork(tmp, mpnt)
+        if tmp.vm_file is not None:
+            tmp.vm_file.f_count += 1
+        vma_link(mm, tmp)
+        vm_stat_account(mm, tmp.vm_flags, (tmp.vm_end - tmp.vm_start) >> 12)
+        copy_page_range(tmp, mpnt)
+    mm.hiwater_rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
+    oldmm.kernel.tlb.flush_tlb_mm(oldmm)
+    return 0
+
+
+def copy_process(parent: TaskStruct, pid: int) -> TaskStruct:
+    """copy_process(): a new task with a copy of the parent's mm and files."""
+    kern = parent.mm.kernel
+    mm = kern.mm_alloc()
+    dup_mmap(mm, parent.mm)
+    child = TaskStruct(pid=pid, comm=parent.comm, mm=mm, ppid=parent.pid, cwd=parent.cwd,
+                       parent=parent)
+    for fd, f in parent.files.items():
+        if f is not None:
+            f.f_count += 1
+        child.files[fd] = f
+    parent.children.append(child)
+    return child
