@@ -91,6 +91,16 @@ def build_parser() -> _Parser:
                      help="read faults on anonymous memory allocate a page (no zero page)")
     run.add_argument("--page-cache", choices=["warm", "cold"], default="warm",
                      help="files start in the page cache (warm, default) or not (cold)")
+    run.add_argument("--log", metavar="FILE",
+                     help="write the kernel log (segfaults of child tasks, /proc/mtest "
+                          "output) to FILE instead of stderr")
+    run.add_argument("--inspect-at", nargs=3, metavar=("SYSCALL", "COMMAND", "ARG"),
+                     help="after the guest's SYSCALL-th system call, run an inspector "
+                          "command as if written to /proc/mtest: findpage 0xADDR (in the "
+                          "calling task) or findtask PID")
+    run.add_argument("--quantum", type=_positive_int, default=RunConfig().quantum, metavar="N",
+                     help="scheduler time slice in guest instructions when several tasks "
+                          "run (default 50000)")
     run.add_argument("--insn-limit", type=_positive_int, default=0, metavar="N",
                      help="stop the guest after N instructions (exit 124)")
     run.add_argument("--time-limit", type=_seconds, default=0.0, metavar="SECONDS",
@@ -141,8 +151,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     kconfig = KernelConfig(mem_bytes=args.mem, fault_around_bytes=args.fault_around_bytes,
                            ra_pages=args.ra_pages, use_zero_page=not args.no_zero_page,
                            page_cache=args.page_cache)
-    rconfig = RunConfig(mode=args.mode, root=args.root, strict=args.strict, insn_limit=args.insn_limit,
-                        time_limit=args.time_limit)
+    inspect: tuple[int, str] | None = None
+    if args.inspect_at:
+        n, cmd, arg = args.inspect_at
+        if not n.isdigit() or cmd not in ("findpage", "findtask"):
+            print("mmuemu: error: --inspect-at wants SYSCALL_COUNT findpage|findtask ARG",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        inspect = (int(n), f"{cmd}{arg}")
+    if args.quantum < 1000:
+        print("mmuemu: error: --quantum must be at least 1000 instructions", file=sys.stderr)
+        return EXIT_USAGE
+    rconfig = RunConfig(mode=args.mode, root=args.root, strict=args.strict,
+                        insn_limit=args.insn_limit, time_limit=args.time_limit,
+                        quantum=args.quantum, log=args.log or "", inspect_at=inspect)
     try:
         machine = Machine(args.binary, list(args.guest_args), kconfig, rconfig,
                           expect_arch=Arch(args.arch) if args.arch else None)

@@ -46,6 +46,10 @@ class RunConfig:
     strict: bool = _knob(False, "an unknown syscall is fatal instead of -ENOSYS (--strict)")
     insn_limit: int = _knob(0, "stop after this many guest instructions; 0 = no limit")
     time_limit: float = _knob(0.0, "stop after this many seconds of wall time; 0 = no limit")
+    log: str = _knob("", "kernel log file (segfault lines of child tasks, /proc/mtest); "
+                         "'' = stderr")
+    inspect_at: tuple[int, str] | None = _knob(None, "(syscall number, /proc/mtest command) "
+                                                     "to run during the run")
     quantum: int = _knob(50_000, "scheduler time slice in guest instructions (with several tasks)")
     env: tuple[str, ...] = _knob(("PATH=/bin:/usr/bin", "HOME=/", "TERM=dumb", "LANG=C"),
                                  "the guest's environment")

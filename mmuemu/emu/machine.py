@@ -189,6 +189,8 @@ class Machine:
                                      now_ns=self._now_ns, warn=self.warn,
                                      strict=self.rconfig.strict, emu=self)
         self.syscalls = 0
+        self._log_file = open(self.rconfig.log, "a") if self.rconfig.log else None
+        self.kern.printk = self._printk
         #: why the current slice stopped: "exit", "block", "kill" or None
         self._slice_stop: Optional[str] = None
         self._exit_code = 0
@@ -317,6 +319,9 @@ class Machine:
             uc.emu_stop()
             return
         uc.reg_write(self.regs[spec.syscall_ret_reg], ret & 0xFFFF_FFFF_FFFF_FFFF)
+        inspect = self.rconfig.inspect_at
+        if inspect is not None and self.syscalls == inspect[0]:
+            self.kern.mtest.command(self.task, inspect[1])
         if self.raw is not None and spec.syscall_names.get(nr) in _MM_SYSCALLS:
             self.raw.sync()
 
@@ -431,7 +436,14 @@ class Machine:
 
     def warn_kernel(self, message: str) -> None:
         """A kernel log line (what dmesg would show) for a task other than pid 1."""
-        print(message, file=sys.stderr)
+        self._printk(message)
+
+    def _printk(self, line: str) -> None:
+        if self._log_file is not None:
+            self._log_file.write(line + "\n")
+            self._log_file.flush()
+        else:
+            print(line, file=sys.stderr)
 
     # --- running ----------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -522,6 +534,9 @@ class Machine:
             self.result = RunResult(exit_code=init.exit_code or 0, stop_reason="exit")
         self.result.wall_seconds = wall
         self._sync_files()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
         return self.result
 
     def _sync_files(self) -> None:

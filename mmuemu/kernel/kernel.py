@@ -7,7 +7,8 @@ what it needs through ``vma.vm_mm.kernel`` rather than through globals.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, Callable
 
 from mmuemu.config import KernelConfig
 from mmuemu.hw.physmem import PhysMem
@@ -47,6 +48,11 @@ class Kernel:
         self.vfs = Vfs(self, root)
         #: tracepoint sink; None when tracing is off
         self.trace: TraceSink | None = None
+        #: the kernel log (printk); the machine points it at stderr or --log FILE
+        self.printk: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+        from mmuemu.kernel.proc import MtestInspector
+        #: /proc/mtest, the seeds' inspector module
+        self.mtest = MtestInspector(self, lambda line: self.printk(line))
         #: every task by pid (the pid hash), including zombies until reaped
         self.tasks: dict[int, "TaskStruct"] = {}
         self._next_pid = 2

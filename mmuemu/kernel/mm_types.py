@@ -272,6 +272,8 @@ class File:
     f_op: str = "generic"
     #: host descriptor for the standard streams (a tty-like char device), else -1
     host_fd: int = -1
+    #: a procfs file: its contents, generated at open
+    proc_data: Optional[bytes] = None
 
 
 @dataclass(slots=True, eq=False)

@@ -19,6 +19,7 @@ from mmuemu.kernel.filemap import (
 from mmuemu.kernel.fs import S_IFCHR, S_IFREG
 from mmuemu.kernel.kernel import Kernel
 from mmuemu.kernel.madvise import do_madvise, do_msync
+from mmuemu.kernel.proc import proc_file
 from mmuemu.kernel.mm_types import File, Inode
 from mmuemu.kernel.mmap import do_mmap, do_mprotect, do_munmap
 from mmuemu.kernel.mmap import sys_brk as mm_brk
@@ -123,7 +124,9 @@ def sys_read(ctx: SyscallContext, fd: int, buf: int, count: int, *_: int) -> int
     if (f.f_flags & O_ACCMODE) == 1:
         return -errno.EBADF
     count = min(count, MAX_RW)
-    if f.host_fd >= 0:
+    if f.proc_data is not None:
+        data = f.proc_data[f.f_pos:f.f_pos + count]
+    elif f.host_fd >= 0:
         data = os.read(f.host_fd, count) if count else b""
     elif f.f_inode is ctx.kern.vfs.dev_zero:
         data = bytes(count)
@@ -153,6 +156,9 @@ def sys_write(ctx: SyscallContext, fd: int, buf: int, count: int, *_: int) -> in
     if f.host_fd >= 0:
         os.write(f.host_fd, data)
         return count
+    if f.path == "/proc/mtest":
+        ret = ctx.kern.mtest.command(ctx.task, data.decode(errors="replace"))
+        return ret if ret < 0 else count
     if f.f_inode.i_mode & S_IFCHR == S_IFCHR:
         return count  # /dev/null, /dev/zero swallow writes
     if f.f_flags & O_APPEND:
@@ -208,6 +214,9 @@ def sys_openat(ctx: SyscallContext, dirfd: int, path_ptr: int, flags: int, mode:
     if not path.startswith("/") and dirfd != AT_FDCWD:
         return -errno.ENOTDIR if _fd(ctx, dirfd) is not None else -errno.EBADF
     vfs = ctx.kern.vfs
+    guest_abs = os.path.normpath(os.path.join(ctx.task.cwd, path))
+    if guest_abs == "/proc" or guest_abs.startswith("/proc/"):
+        return _open_proc(ctx, guest_abs, flags)
     err, host = vfs.resolve(ctx.task.cwd, path)
     if err:
         return err
@@ -236,6 +245,25 @@ def sys_openat(ctx: SyscallContext, dirfd: int, path_ptr: int, flags: int, mode:
     if flags & O_TRUNC and flags & O_ACCMODE:
         _truncate(ctx.kern, inode, 0)
     return _alloc_fd(ctx.task, vfs.open_file(inode, flags, path))
+
+
+def _open_proc(ctx: SyscallContext, path: str, flags: int) -> int:
+    """procfs: /proc/self|PID/maps|smaps (read), /proc/mtest (write: the inspector)."""
+    vfs = ctx.kern.vfs
+    if path == "/proc/mtest":
+        if (flags & O_ACCMODE) == 0:
+            return -errno.EACCES
+        inode = vfs._new_inode(S_IFREG | 0o200, 0, None, vfs.simple_aops)
+        return _alloc_fd(ctx.task, vfs.open_file(inode, flags, path))
+    data = proc_file(ctx.kern, ctx.task, path)
+    if data is None:
+        return -errno.ENOENT
+    if flags & O_ACCMODE:
+        return -errno.EACCES
+    inode = vfs._new_inode(S_IFREG | 0o444, 0, None, vfs.simple_aops)
+    f = vfs.open_file(inode, flags, path)
+    f.proc_data = data
+    return _alloc_fd(ctx.task, f)
 
 
 def _truncate(kern: Kernel, inode: Inode, length: int) -> None:

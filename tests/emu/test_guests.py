@@ -33,6 +33,7 @@ CASES: list[tuple[str, list[str]]] = [
     ("rw_loop", ["16"]),
     ("madvise_dontneed", ["16"]),
     ("cow_fork", ["64"]),
+    ("mmap_fork", ["16"]),
 ]
 
 
