@@ -1,12 +1,20 @@
-"""Build hook for the native fast path; the project metadata is in pyproject.toml."""
+"""Build hook for the native fast path and exact mode; the project metadata is in pyproject.toml."""
 from setuptools import Extension, setup
+
+_CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra"]
 
 setup(
     ext_modules=[
         Extension(
             "mmuemu.emu._fastpath",
             ["mmuemu/emu/_native/fastpath.c"],
-            extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],
-        )
-    ]
+            extra_compile_args=_CFLAGS,
+        ),
+        Extension(
+            "mmuemu.emu._exact",
+            ["mmuemu/emu/_native/exact.c"],
+            extra_compile_args=_CFLAGS,
+        ),
+    ],
+    package_data={"mmuemu.hw": ["profiles/*.toml"]},
 )

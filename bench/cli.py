@@ -242,7 +242,7 @@ def run_bench(args: argparse.Namespace, tier: str, wls: list[workloads_mod.Workl
     }
     stamp = now.strftime("%Y-%m-%d")
     json_path = out_dir / f"{stamp}-{tier}.json"
-    json_path.write_text(json.dumps(doc, indent=1) + "\n")
+    json_path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
     md = report.markdown(meta, rows, targets, first_touch)
     (out_dir / f"{stamp}-{tier}.md").write_text(md)
     (out_dir / "latest.md").write_text(md)

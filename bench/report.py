@@ -165,7 +165,8 @@ def summarise(records: list[RunRecord], workloads: list[str], arches: list[str],
         t = row.seconds.median
         if row.instructions is not None and t > 0:
             row.mips = row.instructions / t / 1e6
-        if row.faults is not None and t > 0:
+        if row.faults is not None and t > 0 and row.variant != "raw":
+            # raw has no fault model: its one or two "faults" are the loader's
             row.faults_per_second = row.faults / t
             if row.faults:
                 row.us_per_fault = t / row.faults * 1e6
@@ -218,6 +219,20 @@ def check_targets(rows: list[Row]) -> list[TargetResult]:
     return out
 
 
+def collapse_targets(targets: list[TargetResult]) -> list[TargetResult]:
+    """One row for a target whose every cell is n/a for the same reason."""
+    out: list[TargetResult] = []
+    names = list(dict.fromkeys(t.target for t in targets))
+    for name in names:
+        cells = [t for t in targets if t.target == name]
+        verdicts = {t.verdict for t in cells}
+        if len(verdicts) == 1 and cells[0].verdict.startswith("n/a"):
+            out.append(TargetResult(name, "all", "all", None, cells[0].limit, cells[0].verdict))
+        else:
+            out.extend(cells)
+    return out
+
+
 # --- Markdown -------------------------------------------------------------------------
 
 def _s(x: Optional[float], digits: int = 3) -> str:
@@ -238,20 +253,51 @@ def _count(x: Optional[float]) -> str:
     return f"{x:,.0f}"
 
 
+def _qemu_short(tool: str) -> str:
+    import re
+
+    versions = sorted(set(re.findall(r"version ([\w.+~-]+)", tool)))
+    return f"qemu-user {', '.join(versions)}" if versions else "no qemu-user"
+
+
 def _esc(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def compact_table(rows: list[Row], labels: dict[str, str]) -> list[str]:
+    """One line per (workload, arch): each variant's median time and its ratio to raw."""
+    variants = list(dict.fromkeys(r.variant for r in rows
+                                  if not r.status.startswith("unavailable")))
+    out = ["| workload | arch | " + " | ".join(variants) + " |",
+           "|---|---|" + "---|" * len(variants)]
+    keys = list(dict.fromkeys((r.workload, r.arch) for r in rows))
+    by = {(r.workload, r.arch, r.variant): r for r in rows}
+    for w, a in keys:
+        cells = []
+        for v in variants:
+            r = by.get((w, a, v))
+            if r is None or r.status.startswith("unavailable"):
+                cells.append("n/a")
+            elif r.status != "ok" or r.seconds is None:
+                cells.append("failed")
+            else:
+                ratio = f" ({r.ratio_to_raw:.2f}×)" if r.ratio_to_raw is not None and v != "raw" else ""
+                cells.append(f"{_s(r.seconds.median)} s{ratio}")
+        out.append(f"| `{labels.get(w, w)}` | {a} | " + " | ".join(cells) + " |")
+    return out
 
 
 def markdown(meta: dict[str, Any], rows: list[Row], targets: list[TargetResult],
              first_touch: list[dict[str, Any]]) -> str:
     m = meta["machine"]
+    labels = meta.get("labels", {})
     lines = [
         f"## Benchmark results ({meta['tier']}, {meta['date']})",
         "",
         f"Machine: {m['cpu']} ({m['cores']} cores), Linux {m['kernel']}, Python {m['python']}, "
-        f"Unicorn {m['unicorn']}, {m.get('qemu') or 'no qemu-user'}. "
+        f"Unicorn {m['unicorn']}, {_qemu_short(m.get('qemu', ''))}. "
         f"mmuemu at {m.get('git', '?')}. "
-        f"{meta['reps']} repetitions per cell, variants interleaved within each repetition; "
+        f"Repetitions per cell: {meta['reps']}, variants interleaved within each repetition; "
         f"load average {meta['loadavg_start']} at the start, {meta['loadavg_end']} at the end. "
         f"Command: `{meta['command']}` ({meta['elapsed_seconds']:.0f} s).",
         "",
@@ -263,11 +309,18 @@ def markdown(meta: dict[str, Any], rows: list[Row], targets: list[TargetResult],
         "binary). Faults are the model's page faults (native: the host kernel's "
         "minflt+majflt for the process, exec included). Peak RSS is the child's `ru_maxrss`.",
         "",
+    ]
+    lines += compact_table(rows, labels)
+    lines += [
+        "",
+        "Every figure:",
+        "",
         "| workload | arch | variant | time s (min–max) | ×raw | process s | guest MIPS "
         "| faults | faults/s | peak RSS MiB | notes |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    labels = meta.get("labels", {})
+    missing = [r for r in rows if r.status.startswith("unavailable")]
+    rows = [r for r in rows if not r.status.startswith("unavailable")]
     last = None
     for r in rows:
         wl = labels.get(r.workload, r.workload)
@@ -292,9 +345,19 @@ def markdown(meta: dict[str, Any], rows: list[Row], targets: list[TargetResult],
             f"| {_s(r.ratio_to_raw, 2)} | {_s(r.process_seconds.median)} | {_s(r.mips, 0)} "
             f"| {_count(r.faults)} | {_count(r.faults_per_second)} | {_s(r.maxrss_mib, 0)} "
             f"| {_esc('; '.join(notes))} |")
+    if missing:
+        lines += ["", "Not measured (the variant is not available here):", ""]
+        seen: dict[str, list[str]] = {}
+        for r in missing:
+            key = f"{r.variant}: {r.status.removeprefix('unavailable: ')}"
+            seen.setdefault(key, [])
+            if r.arch not in seen[key]:
+                seen[key].append(r.arch)
+        for key, archs in seen.items():
+            lines.append(f"- {key} ({', '.join(archs)})")
     lines += ["", "### Targets", "",
               "| target | workload | arch | measured | verdict |", "|---|---|---|---|---|"]
-    for t in targets:
+    for t in collapse_targets(targets):
         lines.append(f"| {t.target} | {t.workload} | {t.arch} | "
                      f"{'—' if t.value is None else f'{t.value:.2f}×'} | {_esc(t.verdict)} |")
     if first_touch:

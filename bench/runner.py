@@ -54,7 +54,8 @@ class RunRecord:
 
 def _reason(exit_code: int, stderr: str) -> str:
     """A one-line reason for a failed run: the exit status and what the child said."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    lines = [ln.strip().removeprefix("mmuemu: warning: ")
+             for ln in stderr.splitlines() if ln.strip()]
     notes = [ln for ln in lines if "warning" in ln or "unsupported" in ln][:1]
     if lines and lines[-1] not in notes:
         notes.append(lines[-1])

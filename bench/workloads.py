@@ -68,7 +68,7 @@ def _tlb(pages: int, accesses: dict[str, int]) -> Workload:
 
 
 #: accesses (page touches) per TLB-stressor run, per tier
-TLB_ACCESSES = {"smoke": 20_000, "quick": 1_000_000, "full": 4_000_000}
+TLB_ACCESSES = {"smoke": 20_000, "quick": 1_000_000, "full": 8_000_000}
 
 WORKLOADS: tuple[Workload, ...] = (
     *(_tlb(w, TLB_ACCESSES) for w in (16, 64, 512, 4096)),
@@ -89,7 +89,7 @@ WORKLOADS: tuple[Workload, ...] = (
         what="fork + COW: parent and child each write every page of a shared anon region"),
     Workload(
         name="compute", kind="compute", program="compute",
-        args={"smoke": ("100000",), "quick": ("10000000",), "full": ("50000000",)},
+        args={"smoke": ("100000",), "quick": ("20000000",), "full": ("50000000",)},
         what="compute loop: register-only arithmetic, no memory traffic"),
 )
 

@@ -606,7 +606,7 @@ X86_NR_DYN_ASIDS = 6
 #: arch/arm64/include/asm/tlbflush.h: MAX_TLBI_OPS = PTRS_PER_PTE (pages; from it, flush_tlb_mm)
 ARM64_MAX_TLBI_OPS = 512
 
-Sink = Callable[[TlbiOp], None]
+Sink = Callable[[TlbiOp], object]
 
 
 class LinuxTlbFlush(abc.ABC):
@@ -702,15 +702,16 @@ class X86TlbFlush(LinuxTlbFlush):
         self.flush_tlb_range(mm, addr, addr + (1 << PAGE_SHIFT))
 
     def flush_tlb_range(self, mm: Hashable, start: int, end: int) -> None:
-        first, last = start >> PAGE_SHIFT, (end + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
+        """flush_tlb_mm_range(): INVLPG at start, start + 4096, ... below end
+        (no rounding, as flush_tlb_func() does), or a full flush above the ceiling."""
         pcid = self.pcid_of(mm)
-        if pcid is None or last <= first:
+        if pcid is None or end <= start:
             return
-        if mm != self.current or last - first > X86_FLUSH_CEILING:
+        if mm != self.current or (end - start) >> PAGE_SHIFT > X86_FLUSH_CEILING:
             self._flush_all(mm)
             return
-        for vpn in range(first, last):
-            self.issue(Invlpg(vpn=vpn, asid=pcid))  # flush_tlb_one_user()
+        for addr in range(start, end, 1 << PAGE_SHIFT):
+            self.issue(Invlpg(vpn=addr >> PAGE_SHIFT, asid=pcid))  # flush_tlb_one_user()
 
     def flush_tlb_mm(self, mm: Hashable) -> None:
         self._flush_all(mm)
@@ -756,6 +757,8 @@ class Arm64TlbFlush(LinuxTlbFlush):
             self.issue(TlbiVale1is(vpn=addr >> PAGE_SHIFT, asid=asid))
 
     def flush_tlb_range(self, mm: Hashable, start: int, end: int) -> None:
+        """__flush_tlb_range(): start and end rounded out to pages, TLBI VAE1IS
+        per page, or flush_tlb_mm() from MAX_TLBI_OPS pages."""
         asid = self.asids.get(mm)
         first, last = start >> PAGE_SHIFT, (end + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT
         if asid is None or last <= first:

@@ -3,8 +3,9 @@ address-sorted vm_next/vm_prev list (mm/mmap.c, Linux 3.8-6.0).
 
 Models ``mm->mm_rb``, ``mm->mmap``, ``mm->map_count``, ``mm->highest_vm_end``
 and the 3.x ``mm->mmap_cache`` as one object, :class:`VmaTree`, which the
-``MmStruct`` holds. Every function keeps its mm/mmap.c name and takes the
-tree where the kernel takes the mm.
+``MmStruct`` holds. Every function keeps its mm/mmap.c name (``__foo``
+written ``_foo``, the mmuemu convention) and takes the tree where the kernel
+takes the mm.
 
 Invariants (checked by :func:`validate_mm` / :func:`browse_rb`):
 
@@ -27,6 +28,14 @@ The stack guard gap (Linux >= 4.12, ``stack_guard_gap``) is a parameter of
 the tree, fixed at construction: ``vm_start_gap`` lowers a VM_GROWSDOWN
 VMA's start by it, so get_unmapped_area keeps new mappings that far below a
 stack. VM_GROWSUP is VM_NONE on x86-64 and arm64, as in include/linux/mm.h.
+
+A quirk kept on purpose: the searches prune on the assumption that gap_end
+(= vm_start_gap) grows along the list. A stack whose guard gap reaches below
+its predecessor's vm_start breaks that, and then, exactly as in mm/mmap.c
+4.12-6.0, unmapped_area() can skip a fitting gap in a left subtree and
+unmapped_area_topdown() can return -ENOMEM early; which gap is missed
+depends on the tree's shape. The tests check this against a second,
+recursive implementation of the same search.
 
 What a VMA object must provide (see :class:`VmaLike`): ``vm_start``,
 ``vm_end``, ``vm_flags`` (ints), and four fields the tree owns:
@@ -325,9 +334,9 @@ def find_vma_links(mt: VmaTree[V], addr: int, end: int) -> Optional[VmaLinks[V]]
 # --- linking ---------------------------------------------------------------------------
 
 
-def __vma_link_list(mt: VmaTree[V], vma: V, prev: Optional[V],
+def _vma_link_list(mt: VmaTree[V], vma: V, prev: Optional[V],
                     rb_parent: Optional[RbNode[V]]) -> None:
-    """__vma_link_list() (mm/util.c): put ``vma`` on the vm_next list after ``prev``."""
+    """_vma_link_list() (mm/util.c): put ``vma`` on the vm_next list after ``prev``."""
     vma.vm_prev = prev
     nxt: Optional[V]
     if prev is not None:
@@ -348,9 +357,9 @@ def vma_rb_insert(mt: VmaTree[V], vma: V) -> None:
     rb_insert_augmented(vma.vm_rb, mt.mm_rb, mt.vma_gap_callbacks)
 
 
-def __vma_link_rb(mt: VmaTree[V], vma: V, rb_parent: Optional[RbNode[V]],
+def _vma_link_rb(mt: VmaTree[V], vma: V, rb_parent: Optional[RbNode[V]],
                   rb_left: bool) -> None:
-    """__vma_link_rb(): link ``vma`` (already on the list) into the rbtree.
+    """_vma_link_rb(): link ``vma`` (already on the list) into the rbtree.
 
     vma->vm_prev was not known on the way down, so the gaps of the nodes
     above could not be updated then: insert with rb_subtree_gap 0, fix the
@@ -367,14 +376,14 @@ def __vma_link_rb(mt: VmaTree[V], vma: V, rb_parent: Optional[RbNode[V]],
     vma_rb_insert(mt, vma)
 
 
-def __vma_link(mt: VmaTree[V], vma: V, links: VmaLinks[V]) -> None:
-    """__vma_link(): list, then rbtree."""
-    __vma_link_list(mt, vma, links.prev, links.rb_parent)
-    __vma_link_rb(mt, vma, links.rb_parent, links.rb_left)
+def _vma_link(mt: VmaTree[V], vma: V, links: VmaLinks[V]) -> None:
+    """_vma_link(): list, then rbtree."""
+    _vma_link_list(mt, vma, links.prev, links.rb_parent)
+    _vma_link_rb(mt, vma, links.rb_parent, links.rb_left)
 
 
-def __insert_vm_struct(mt: VmaTree[V], vma: V) -> None:
-    """__insert_vm_struct(): link ``vma`` into the list and tree; map_count++.
+def _insert_vm_struct(mt: VmaTree[V], vma: V) -> None:
+    """_insert_vm_struct(): link ``vma`` into the list and tree; map_count++.
 
     Raises VmaTreeError (the kernel's BUG()) if it overlaps a linked VMA.
     vma_link() in mmap.py adds the file's i_mmap on top of this.
@@ -383,7 +392,7 @@ def __insert_vm_struct(mt: VmaTree[V], vma: V) -> None:
     if links is None:
         clash = find_vma_intersection(mt, vma.vm_start, vma.vm_end)
         raise VmaTreeError([f"insert {vma!r} overlaps {clash!r}"])
-    __vma_link(mt, vma, links)
+    _vma_link(mt, vma, links)
     mt.map_count += 1
     if mt.debug_vm_rb:
         validate_mm(mt)
@@ -407,9 +416,9 @@ def vma_rb_erase(mt: VmaTree[V], vma: V, ignore: Optional[V] = None) -> None:
         mt.mmap_cache = None
 
 
-def __vma_unlink_common(mt: VmaTree[V], vma: V, prev: Optional[V], has_prev: bool,
+def _vma_unlink_common(mt: VmaTree[V], vma: V, prev: Optional[V], has_prev: bool,
                         ignore: Optional[V] = None) -> None:
-    """__vma_unlink_common(): off the rbtree and the list. The caller fixes
+    """_vma_unlink_common(): off the rbtree and the list. The caller fixes
     map_count and the gap of the next VMA (or highest_vm_end)."""
     vma_rb_erase(mt, vma, ignore)
     nxt = vma.vm_next
@@ -426,19 +435,19 @@ def __vma_unlink_common(mt: VmaTree[V], vma: V, prev: Optional[V], has_prev: boo
         nxt.vm_prev = prev
 
 
-def __vma_unlink_prev(mt: VmaTree[V], vma: V, prev: V) -> None:
-    """__vma_unlink_prev()."""
-    __vma_unlink_common(mt, vma, prev, True, vma)
+def _vma_unlink_prev(mt: VmaTree[V], vma: V, prev: V) -> None:
+    """_vma_unlink_prev()."""
+    _vma_unlink_common(mt, vma, prev, True, vma)
 
 
 def vma_tree_remove(mt: VmaTree[V], vma: V) -> None:
-    """Unlink one VMA and leave everything consistent: __vma_unlink_common(),
+    """Unlink one VMA and leave everything consistent: _vma_unlink_common(),
     map_count--, then the gap above its predecessor (vma_gap_update(next), or
     highest_vm_end), as __vma_adjust()'s remove_next path and
     detach_vmas_to_be_unmapped() do."""
     prev = vma.vm_prev
     nxt = vma.vm_next
-    __vma_unlink_common(mt, vma, prev, False)
+    _vma_unlink_common(mt, vma, prev, False)
     mt.map_count -= 1
     if nxt is not None:
         vma_gap_update(mt, nxt)
@@ -827,8 +836,8 @@ def _rb_nodes(root: RbRoot[V]) -> Iterator[RbNode[V]]:
 __all__ = [
     "DEFAULT_STACK_GUARD_GAP", "VM_GROWSDOWN", "VM_GROWSUP", "VM_UNMAPPED_AREA_TOPDOWN",
     "VmUnmappedAreaInfo", "VmaLike", "VmaLinks", "VmaTree", "VmaTreeError",
-    "__insert_vm_struct", "__vma_link", "__vma_link_list", "__vma_link_rb",
-    "__vma_unlink_common", "__vma_unlink_prev", "browse_rb", "detach_vmas_to_be_unmapped",
+    "_insert_vm_struct", "_vma_link", "_vma_link_list", "_vma_link_rb",
+    "_vma_unlink_common", "_vma_unlink_prev", "browse_rb", "detach_vmas_to_be_unmapped",
     "find_vma", "find_vma_intersection", "find_vma_links", "find_vma_prev",
     "for_each_vma_range", "unmapped_area", "unmapped_area_topdown", "validate_mm",
     "validate_mm_rb", "vm_end_gap", "vm_start_gap", "vm_unmapped_area", "vma_adjust_gaps",

@@ -44,7 +44,12 @@ def add_run_trace_options(run: argparse.ArgumentParser) -> None:
 
 
 def tracer_from_args(args: argparse.Namespace) -> Optional["FaultTracer"]:
-    """The tracer ``--trace`` asks for, or None. Raises ValueError or OSError (one line)."""
+    """The tracer ``--trace`` asks for, or None.
+
+    Raises ValueError with a one-line message for a bad suffix, a bad event
+    word or a file that cannot be created (the file is created here, before
+    the run).
+    """
     if not getattr(args, "trace", None):
         return None
     from mmuemu.emu.tracing import FaultTracer
@@ -53,7 +58,7 @@ def tracer_from_args(args: argparse.Namespace) -> Optional["FaultTracer"]:
     try:
         return FaultTracer(args.trace, events, argv=list(getattr(args, "guest_args", [])))
     except OSError as e:
-        raise OSError(e.errno, f"--trace {args.trace}: {e.strerror}") from None
+        raise ValueError(f"--trace {args.trace}: {e.strerror}") from None
 
 
 def add_trace_commands(subparsers: "argparse._SubParsersAction[Any]") -> None:

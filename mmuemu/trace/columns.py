@@ -8,7 +8,7 @@ Absent integers use sentinels: ``pc`` = 2**64-1, ``pfn`` = -1, ``page`` = -1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -56,28 +56,31 @@ class EventChunk:
             yield _row_event(self.first_seq + i, dict(zip(names, row)), strings)
 
 
-def _row_event(seq: int, row: dict[str, int], strings: Sequence[str]) -> TraceEvent:
+def _row_event(seq: int, row: dict[str, Any], strings: Sequence[str]) -> TraceEvent:
     for name in STRING_FIELDS:
-        row[name] = strings[row[name]]  # type: ignore[call-overload]
-    pc: Optional[int] = row["pc"]
-    row["pc"] = None if pc == NO_PC else pc
-    pfn: Optional[int] = row["pfn"]
-    row["pfn"] = None if pfn is not None and pfn < 0 else pfn
+        row[name] = strings[row[name]]
+    if row["pc"] == NO_PC:
+        row["pc"] = None
+    if row["pfn"] < 0:
+        row["pfn"] = None
     row["user"] = bool(row["user"])
-    return TraceEvent(seq=seq, **row)  # type: ignore[arg-type]
+    return TraceEvent(seq=seq, **row)
 
 
 class ColumnBuilder:
-    """Collects events into column lists and hands out chunks (bounded by the caller)."""
+    """Collects events and hands them out as column chunks (bounded by the caller).
+
+    Events are kept as they come and turned into columns at :meth:`take`, one
+    list comprehension per field: cheaper per event than appending to 18 lists.
+    """
 
     def __init__(self, strings: list[str], index: dict[str, int]) -> None:
         self.strings = strings
         self.index = index
-        self.rows: dict[str, list[int]] = {name: [] for name in COLUMN_DTYPES}
-        self.first_seq: Optional[int] = None
+        self.events: list[TraceEvent] = []
 
     def __len__(self) -> int:
-        return len(self.rows["kind"])
+        return len(self.events)
 
     def code(self, s: str) -> int:
         """The string's code, adding it to the table on first sight."""
@@ -89,35 +92,25 @@ class ColumnBuilder:
 
     def add(self, ev: TraceEvent) -> None:
         """Append one event."""
-        if self.first_seq is None:
-            self.first_seq = ev.seq
-        r = self.rows
-        code = self.code
-        r["insns"].append(ev.insns)
-        r["cycles"].append(ev.cycles)
-        r["pid"].append(ev.pid)
-        r["arch"].append(code(ev.arch))
-        r["kind"].append(code(ev.kind))
-        r["addr"].append(ev.addr & _MASK64)
-        r["length"].append(ev.length & _MASK64)
-        r["access"].append(code(ev.access))
-        r["user"].append(1 if ev.user else 0)
-        r["role"].append(code(ev.role))
-        r["page"].append(ev.page)
-        r["pc"].append(NO_PC if ev.pc is None else ev.pc & _MASK64)
-        r["insn"].append(code(ev.insn))
-        r["outcome"].append(code(ev.outcome))
-        r["pfn"].append(-1 if ev.pfn is None else ev.pfn)
-        r["prot"].append(ev.prot)
-        r["flags"].append(ev.flags)
-        r["result"].append(ev.result)
+        self.events.append(ev)
 
     def take(self) -> EventChunk:
         """The collected events as a chunk; the builder starts empty again."""
-        cols = {name: np.array(vals, dtype=COLUMN_DTYPES[name])
-                for name, vals in self.rows.items()}
-        chunk = EventChunk(first_seq=self.first_seq or 0, columns=cols, strings=self.strings)
-        for vals in self.rows.values():
-            vals.clear()
-        self.first_seq = None
-        return chunk
+        evs = self.events
+        self.events = []
+        code = self.code
+        cols: dict[str, np.ndarray] = {}
+        for name, dt in COLUMN_DTYPES.items():
+            if name in STRING_FIELDS:
+                vals: list[int] = [code(getattr(e, name)) for e in evs]
+            elif name == "pc":
+                vals = [NO_PC if e.pc is None else e.pc & _MASK64 for e in evs]
+            elif name == "pfn":
+                vals = [-1 if e.pfn is None else e.pfn for e in evs]
+            elif name in ("addr", "length"):
+                vals = [getattr(e, name) & _MASK64 for e in evs]
+            else:
+                vals = [getattr(e, name) for e in evs]
+            cols[name] = np.array(vals, dtype=dt)
+        return EventChunk(first_seq=evs[0].seq if evs else 0, columns=cols,
+                          strings=self.strings)

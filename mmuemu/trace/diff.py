@@ -48,6 +48,7 @@ def load_keys(path: str | os.PathLike[str], norm: Normalisation) -> TraceKeys:
     maker = KeyMaker(norm)
     keys: list[np.ndarray] = []
     seqs: list[np.ndarray] = []
+    pids: list[np.ndarray] = []
     counts: Counter[str] = Counter()
     dropped: Counter[str] = Counter()
     n = 0
@@ -66,9 +67,17 @@ def load_keys(path: str | os.PathLike[str], norm: Normalisation) -> TraceKeys:
                 for code, c in zip(*np.unique(kinds[gone], return_counts=True)):
                     dropped[chunk.strings[int(code)]] += int(c)
             seqs.append(np.flatnonzero(keep) + chunk.first_seq)
+            if norm.per_task:
+                pids.append(chunk.columns["pid"][keep])
             n += len(chunk)
     all_keys = np.concatenate(keys) if keys else np.empty(0, np.uint64)
     all_seqs = (np.concatenate(seqs) if seqs else np.empty(0, np.int64)) if any_dropped else None
+    if pids:
+        all_pids = np.concatenate(pids)
+        if len(all_pids) and (all_pids != all_pids[0]).any():
+            order = np.argsort(all_pids, kind="stable")
+            all_keys = all_keys[order]
+            all_seqs = (np.arange(n) if all_seqs is None else all_seqs)[order]
     return TraceKeys(os.fspath(path), header, n, counts, dropped, all_keys, all_seqs)
 
 

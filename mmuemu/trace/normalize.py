@@ -12,7 +12,12 @@ so in the report: cache-maintenance events (``flush.icache``: arm64 must
 synchronise the I-cache, x86-64 need not) and events in the executable's
 text and rodata (instruction fetches and read-only data whose page layout
 the compiler and linker choose per architecture: x86-64 links text and
-rodata into separate segments, arm64 into one).
+rodata into separate segments, arm64 into one). It compares each task's
+events as one stream: how tasks interleave depends on time slices counted
+in instructions, and instruction counts differ between the architectures.
+Lengths are capped at x86-64's user address space, so a flush of the whole
+address space (exit_mmap: [0, TASK_SIZE)) compares equal although arm64's
+TASK_SIZE is twice as large.
 
 Keys are computed per chunk, vectorised: each string is hashed once per
 reader string table, fields are folded with splitmix64.
@@ -37,19 +42,32 @@ class Normalisation:
     name: str
     drop_kinds: frozenset[str] = frozenset()
     drop_roles: frozenset[str] = frozenset()
+    #: compare each task's events as one stream (stable sort by pid), not their interleaving
+    per_task: bool = False
+    #: lengths compare at most this many pages (0: no limit)
+    max_pages: int = 0
     reasons: tuple[str, ...] = ()
 
+
+#: pages below x86-64's TASK_SIZE (2^47 - 4 KiB); arm64's is 2^48
+X86_64_USER_PAGES = ((1 << 47) - 4096) >> 12
 
 DEFAULT = Normalisation("default")
 CROSS_ARCH = Normalisation(
     "cross-arch",
     drop_kinds=frozenset({"flush.icache"}),
     drop_roles=frozenset({"text", "rodata"}),
+    per_task=True,
+    max_pages=X86_64_USER_PAGES,
     reasons=("flush.icache: cache maintenance (arm64 syncs the I-cache for executable pages; "
              "x86-64 does not need to)",
              "text/rodata events: instruction fetches and read-only data of the executable, "
              "whose page layout the compiler and linker choose per architecture",
-             "pc and instruction text are never compared"),
+             "pc and instruction text are never compared",
+             "address-space size: lengths are capped at x86-64's user address space "
+             "(2^47 - 4 KiB; arm64 has 2^48), so exit's flush of everything compares equal",
+             "task interleaving: each pid's events are compared in order, not how the tasks' "
+             "time slices (counted in instructions) interleave them"),
 )
 
 
@@ -94,6 +112,8 @@ class KeyMaker:
         result = c["result"]
         result = np.where(kr[c["kind"]], result, np.minimum(result, 0))
         pages = (c["length"] + np.uint64(4095)) >> np.uint64(12)
+        if self.norm.max_pages:
+            pages = np.minimum(pages, np.uint64(self.norm.max_pages))
         k = h[c["kind"]]
         for part in (h[c["role"]], c["page"].view(np.uint64), h[c["access"]],
                      c["user"].astype(np.uint64), h[c["outcome"]],

@@ -57,9 +57,9 @@ class _Points:
 def plot_trace(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
     """Draw the trace's faults to ``out`` (PNG); returns how many faults were drawn."""
     try:
-        import matplotlib
+        import matplotlib  # type: ignore[import-not-found, unused-ignore]
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise PlotUnavailable("trace plot needs matplotlib (pip install matplotlib)") from None
     pts = _Points()
@@ -85,7 +85,7 @@ def plot_trace(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> int
     for i, b in enumerate(bands):
         sel = role == b
         top = max(1, int(page[sel].max()) + 1) if sel.any() else 1
-        frac = np.clip(page[sel], 0, None) / top
+        frac = (np.clip(page[sel], 0, None) + 0.5) / top
         y[sel] = i + 0.05 + 0.9 * (1 - frac if b == "stack" else frac)
         counts.append(int(sel.sum()) * pts.stride)
     fig, (ax, bar) = plt.subplots(1, 2, figsize=(12, 1.8 + 0.55 * max(3, len(bands))),
@@ -94,8 +94,8 @@ def plot_trace(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> int
     order = [k for k in KINDS if k in set(kind.tolist())]
     for i, k in enumerate(order):
         sel = kind == k
-        ax.scatter(x[sel], y[sel], s=6, color=cmap(i % 10), label=f"{k} ({int(sel.sum())})",
-                   linewidths=0)
+        ax.scatter(x[sel], y[sel], s=9, color=cmap(i % 10), alpha=0.8, linewidths=0,
+                   label=f"{k} ({int(sel.sum()) * pts.stride:,})")
     ax.set_yticks([i + 0.5 for i in range(len(bands))], bands)
     for i in range(1, len(bands)):
         ax.axhline(i, color="0.85", linewidth=0.8)

@@ -11,18 +11,19 @@ file and the line (JSON Lines) or byte offset (binary).
 from __future__ import annotations
 
 import json
+import operator
 import os
 import zlib
 from types import TracebackType
-from typing import Any, BinaryIO, Iterator, Optional
+from typing import Any, BinaryIO, Iterator, Optional, Self
 
 import numpy as np
 
 from mmuemu.trace import container
-from mmuemu.trace.columns import ROW_BYTES, ColumnBuilder, EventChunk
+from mmuemu.trace.columns import COLUMN_DTYPES, NO_PC, ROW_BYTES, EventChunk
 from mmuemu.trace.container import unpack_columns
 from mmuemu.trace.schema import (
-    ACCESSES, FIELDS, HEX_FIELDS, JSONL_MAGIC_KEY, KINDS, REQUIRED_FIELDS, SCHEMA_VERSION,
+    ACCESSES, DEFAULTS, FIELDS, HEX_FIELDS, JSONL_MAGIC_KEY, KINDS, REQUIRED_FIELDS, SCHEMA_VERSION,
     STRING_FIELDS, TraceEvent, TraceHeader,
 )
 
@@ -33,6 +34,14 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 _INT_FIELDS = frozenset(f for f in FIELDS if f not in STRING_FIELDS and f != "user")
 _ACCESS_OK = frozenset(ACCESSES) | {""}
+_KNOWN_KEYS = frozenset(FIELDS)
+_REQUIRED_KEYS = frozenset(REQUIRED_FIELDS)
+_KIND_SET = frozenset(KINDS)
+#: Events per chunk from JSON Lines: parsed objects are bulky (~1.5 KB each)
+JSONL_CHUNK_EVENTS = 8192
+#: the JSON value of each optional field when a line leaves it out
+_JSON_DEFAULTS: dict[str, Any] = dict(DEFAULTS)
+_GET_FIELDS = operator.itemgetter(*FIELDS)
 
 
 class TraceFormatError(Exception):
@@ -63,7 +72,10 @@ def _check_version(where: str, version: int) -> None:
 class _ReaderBase:
     path: str
     header: TraceHeader
+    #: events read, once the end record has been checked
     n_events: Optional[int]
+    #: string table of the chunks' string codes (grows as chunks are read)
+    strings: list[str]
 
     def events(self) -> Iterator[TraceEvent]:
         raise NotImplementedError
@@ -74,7 +86,7 @@ class _ReaderBase:
     def close(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> "_ReaderBase":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
@@ -88,6 +100,7 @@ class JsonlReader(_ReaderBase):
     def __init__(self, path: str) -> None:
         self.path = path
         self.n_events = None
+        self.strings = []
         self._fh: Optional[BinaryIO] = open(path, "rb")
         first = self._fh.readline()
         try:
@@ -119,18 +132,15 @@ class JsonlReader(_ReaderBase):
         self.close()
         return TraceFormatError(f"{self.path}:{lineno}: {what}")
 
-    def _records(self) -> Iterator[dict[str, Any]]:
-        """Validated keyword dicts for TraceEvent, in order; checks the end record."""
+    def _raw(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line number, parsed object) per event line; checks the end record."""
         if self._started or self._fh is None:
             raise ValueError(f"{self.path}: a reader can be iterated once; open it again")
         self._started = True
         fh = self._fh
         lineno = 1
-        seq = 0
+        n = 0
         loads = _loads
-        kinds = KINDS
-        int_fields = _INT_FIELDS
-        hex_fields = HEX_FIELDS
         for raw in fh:
             lineno += 1
             if not raw.endswith(b"\n"):
@@ -139,65 +149,144 @@ class JsonlReader(_ReaderBase):
                 obj = loads(raw)
             except ValueError:
                 raise self._err(lineno, "not valid JSON (corrupt or truncated line)") from None
-            if not isinstance(obj, dict):
+            if type(obj) is not dict:
                 raise self._err(lineno, "not a JSON object")
             if "end" in obj:
-                if obj.get("end") is not True or obj.get("events") != seq or len(obj) != 2:
+                if obj.get("end") is not True or obj.get("events") != n or len(obj) != 2:
                     raise self._err(lineno, f"bad end record (expected "
-                                            f'{{"end":true,"events":{seq}}})')
+                                            f'{{"end":true,"events":{n}}})')
                 if fh.read(1):
                     raise self._err(lineno + 1, "data after the end record")
-                self.n_events = seq
+                self.n_events = n
                 self.close()
                 return
-            for k, v in obj.items():
-                if k in hex_fields:
-                    if v is None and k == "pc":
-                        continue
-                    if not isinstance(v, str) or not v.startswith("0x"):
-                        raise self._err(lineno, f"field {k!r} must be a \"0x...\" string")
-                    try:
-                        obj[k] = int(v, 16)
-                    except ValueError:
-                        raise self._err(lineno, f"field {k!r}: bad hex {v!r}") from None
-                elif k in int_fields:
-                    if type(v) is not int and not (v is None and k == "pfn"):
-                        raise self._err(lineno, f"field {k!r} must be an integer")
-                elif k == "user":
-                    if type(v) is not bool:
-                        raise self._err(lineno, "field 'user' must be true or false")
-                elif k in STRING_FIELDS:
-                    if type(v) is not str:
-                        raise self._err(lineno, f"field {k!r} must be a string")
-                else:
-                    raise self._err(lineno, f"unknown field {k!r}")
-            for f in REQUIRED_FIELDS:
-                if f not in obj:
-                    raise self._err(lineno, f"missing field {f!r}")
-            if obj.get("seq") != seq:
-                raise self._err(lineno, f"sequence gap: seq {obj.get('seq')} where {seq} "
-                                        "was expected")
-            if obj["kind"] not in kinds:
-                raise self._err(lineno, f"unknown event kind {obj['kind']!r}")
-            if obj.get("access", "") not in _ACCESS_OK:
-                raise self._err(lineno, f"unknown access {obj['access']!r}")
-            seq += 1
-            yield obj
-        raise self._err(lineno + 1, f"truncated: no end record after {seq} events")
+            n += 1
+            yield lineno, obj
+        raise self._err(lineno + 1, f"truncated: no end record after {n} events")
+
+    def _check(self, lineno: int, obj: dict[str, Any], seq: int) -> dict[str, Any]:
+        """Validate one event object (event ``seq``); returns TraceEvent keywords."""
+        for k, v in obj.items():
+            if k in HEX_FIELDS:
+                if v is None and k == "pc":
+                    continue
+                if type(v) is not str or not v.startswith("0x"):
+                    raise self._err(lineno, f"field {k!r} must be a \"0x...\" string")
+                try:
+                    obj[k] = int(v, 16)
+                except ValueError:
+                    raise self._err(lineno, f"field {k!r}: bad hex {v!r}") from None
+            elif k in _INT_FIELDS:
+                if type(v) is not int and not (v is None and k == "pfn"):
+                    raise self._err(lineno, f"field {k!r} must be an integer")
+                if v is not None and not -(1 << 63) <= v < (1 << 64):
+                    raise self._err(lineno, f"field {k!r} out of range")
+            elif k == "user":
+                if type(v) is not bool:
+                    raise self._err(lineno, "field 'user' must be true or false")
+            elif k in STRING_FIELDS:
+                if type(v) is not str:
+                    raise self._err(lineno, f"field {k!r} must be a string")
+            else:
+                raise self._err(lineno, f"unknown field {k!r}")
+        for f in REQUIRED_FIELDS:
+            if f not in obj:
+                raise self._err(lineno, f"missing field {f!r}")
+        if obj["seq"] != seq:
+            raise self._err(lineno, f"sequence gap: seq {obj['seq']} where {seq} was expected")
+        if obj["kind"] not in KINDS:
+            raise self._err(lineno, f"unknown event kind {obj['kind']!r}")
+        if obj.get("access", "") not in _ACCESS_OK:
+            raise self._err(lineno, f"unknown access {obj['access']!r}")
+        return obj
 
     def events(self) -> Iterator[TraceEvent]:
-        for rec in self._records():
-            yield TraceEvent(**rec)
+        for seq, (lineno, obj) in enumerate(self._raw()):
+            yield TraceEvent(**self._check(lineno, obj, seq))
 
-    def chunks(self, size: int = container.CHUNK_EVENTS) -> Iterator[EventChunk]:
-        self.strings: list[str] = []
-        builder = ColumnBuilder(self.strings, {})
-        for ev in self.events():
-            builder.add(ev)
-            if len(builder) >= size:
-                yield builder.take()
-        if len(builder):
-            yield builder.take()
+    def chunks(self, size: int = JSONL_CHUNK_EVENTS) -> Iterator[EventChunk]:
+        """Column chunks, validated a column at a time (a bad chunk is rechecked line by
+        line to name the first bad line)."""
+        index: dict[str, int] = {}
+        lines: list[int] = []
+        objs: list[dict[str, Any]] = []
+        seq = 0
+        for lineno, obj in self._raw():
+            lines.append(lineno)
+            objs.append(obj)
+            if len(objs) >= size:
+                yield self._columns(lines, objs, seq, index)
+                seq += len(objs)
+                lines, objs = [], []
+        if objs:
+            yield self._columns(lines, objs, seq, index)
+
+    def _columns(self, lines: list[int], objs: list[dict[str, Any]], seq: int,
+                 index: dict[str, int]) -> EventChunk:
+        cols = _fast_columns(objs, seq, self.strings, index)
+        if cols is None:  # something is wrong: find the first bad line
+            for i, (lineno, obj) in enumerate(zip(lines, objs)):
+                self._check(lineno, obj, seq + i)
+            raise self._err(lines[0], f"an integer out of range in lines {lines[0]}-{lines[-1]}")
+        return EventChunk(first_seq=seq, columns=cols, strings=self.strings)
+
+
+def _fast_columns(objs: list[dict[str, Any]], seq: int, strings: list[str],
+                  index: dict[str, int]) -> Optional[dict[str, np.ndarray]]:
+    """Columns of already-parsed event objects, or None if any is invalid."""
+    n = len(objs)
+    nf = len(FIELDS)
+    defaults = _JSON_DEFAULTS
+    merged = [{**defaults, **o} for o in objs]
+    if any(len(m) != nf for m in merged):
+        return None  # an unknown field
+    try:
+        rows = list(map(_GET_FIELDS, merged))
+    except KeyError:
+        return None  # a required field is missing
+    columns = dict(zip(FIELDS, zip(*rows)))
+    if list(columns["seq"]) != list(range(seq, seq + n)):
+        return None
+    cols: dict[str, np.ndarray] = {}
+    try:
+        for name, dt in COLUMN_DTYPES.items():
+            vals: Any = columns[name]
+            types = set(map(type, vals))
+            if name in STRING_FIELDS:
+                if types != {str}:
+                    return None
+                if name == "kind" and not set(vals) <= _KIND_SET:
+                    return None
+                if name == "access" and not set(vals) <= _ACCESS_OK:
+                    return None
+                for v in dict.fromkeys(vals):  # new strings get codes in first-seen order
+                    if v not in index:
+                        index[v] = len(strings)
+                        strings.append(v)
+                vals = list(map(index.__getitem__, vals))
+            elif name in HEX_FIELDS:
+                if not types <= ({str, type(None)} if name == "pc" else {str}):
+                    return None
+                vals = [NO_PC if v is None else _hex(v) for v in vals]
+            elif name == "user":
+                if not types <= {bool}:
+                    return None
+            elif name == "pfn":
+                if not types <= {int, type(None)}:
+                    return None
+                vals = [-1 if v is None else v for v in vals]
+            elif types != {int}:
+                return None
+            cols[name] = np.array(vals, dtype=dt)
+    except (ValueError, OverflowError):
+        return None
+    return cols
+
+
+def _hex(v: str) -> int:
+    if v[:2] != "0x":
+        raise ValueError(v)
+    return int(v, 16)
 
 
 class BinaryReader(_ReaderBase):
@@ -235,7 +324,7 @@ class BinaryReader(_ReaderBase):
             raise self._err(container.HEADER.size, "header version disagrees with the file's")
         self._offset = container.HEADER.size + meta_len
         self._started = False
-        self.strings: list[str] = []
+        self.strings = []
 
     def close(self) -> None:
         if self._fh is not None:

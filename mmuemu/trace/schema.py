@@ -71,12 +71,15 @@ def kind_group(kind: str) -> str:
 
 
 # --- the event -------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TraceEvent:
     """One event. Field meanings are in ``docs/trace-format.md``.
 
     Integers that may be absent use None (``pc``, ``pfn``) or -1 (``page``).
-    ``addr``, ``length`` and ``pc`` are unsigned 64-bit; ``result`` is signed.
+    ``addr``, ``length`` and ``pc`` are unsigned 64-bit (``pc`` below 2**64-1,
+    the binary form's "absent"); ``result`` is signed. A value record that
+    nothing mutates; not ``frozen`` only because frozen construction costs
+    2 µs more per event on the tracing path.
     """
 
     seq: int

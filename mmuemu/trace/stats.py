@@ -15,6 +15,8 @@ import numpy as np
 from mmuemu.trace.reader import open_trace
 from mmuemu.trace.schema import KINDS, TraceHeader, kind_group
 
+_PAGE_MASK = (1 << 40) - 1
+
 
 @dataclass(slots=True)
 class TraceStats:
@@ -29,13 +31,20 @@ class TraceStats:
     by_outcome: Counter[str] = field(default_factory=Counter)
     #: role → kind → events
     by_role: dict[str, Counter[str]] = field(default_factory=dict)
-    #: (role, page) → faults
-    pages: Counter[tuple[str, int]] = field(default_factory=Counter)
+    #: faults per page: (role code << 40 | page + 1) keys, their counts, and the codes' strings
+    page_keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    page_counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    strings: list[str] = field(default_factory=list)
 
     def hottest(self, top: int) -> list[tuple[str, int, int]]:
         """The ``top`` most-faulted pages as (role, page, faults), ties by role and page."""
-        items = sorted(self.pages.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [(role, page, n) for (role, page), n in items[:top]]
+        pages = [(self.strings[int(k) >> 40] or "-", (int(k) & _PAGE_MASK) - 1, int(n))
+                 for k, n in zip(self.page_keys, self.page_counts)]
+        if len(pages) > top:  # only the candidates: counts at least the top-th largest
+            cut = np.partition(self.page_counts, len(pages) - top)[len(pages) - top]
+            pages = [p for p in pages if p[2] >= cut]
+        pages.sort(key=lambda p: (-p[2], p[0], p[1]))
+        return pages[:top]
 
     def to_json(self, top: int = 10) -> dict[str, Any]:
         """A JSON-ready summary."""
@@ -77,10 +86,11 @@ def compute_stats(path: str | os.PathLike[str]) -> TraceStats:
             for v, cnt in zip(*np.unique(c["outcome"][faults], return_counts=True)):
                 st.by_outcome[strings[int(v)]] += int(cnt)
             fr, fp = c["role"][faults], c["page"][faults]
-            key = (fr.astype(np.int64) << 40) | (fp + 1)
-            for v, cnt in zip(*np.unique(key, return_counts=True)):
-                role = strings[int(v) >> 40] or "-"
-                st.pages[(role, (int(v) & ((1 << 40) - 1)) - 1)] += int(cnt)
+            keys = np.concatenate((st.page_keys, (fr.astype(np.int64) << 40) | (fp + 1)))
+            counts = np.concatenate((st.page_counts, np.ones(len(fr), np.int64)))
+            st.page_keys, inverse = np.unique(keys, return_inverse=True)
+            st.page_counts = np.bincount(inverse, weights=counts).astype(np.int64)
+        st.strings = list(r.strings)
     return st
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from types import TracebackType
-from typing import BinaryIO, Optional, Protocol, TextIO
+from typing import BinaryIO, Optional, Protocol, Self, TextIO
 
 from mmuemu.trace import container
 from mmuemu.trace.columns import ColumnBuilder
@@ -63,7 +63,7 @@ class _Closing:
     def close(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> "_Closing":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
@@ -167,9 +167,10 @@ class BinaryWriter(_Closing):
         assert self._fh is not None
         if not len(self._builder):
             return
+        chunk = self._builder.take()  # codes its strings, growing the table
         new = self._strings[self._written_strings:]
         self._written_strings = len(self._strings)
-        self._fh.write(container.pack_chunk(self._builder.take(), new))
+        self._fh.write(container.pack_chunk(chunk, new))
         self.n_chunks += 1
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ GOLDEN_RUNS: dict[str, GoldenRun] = {r.program: r for r in [
     GoldenRun("enosys"),
     GoldenRun("open_path", ("+made.txt", "made.txt", "missing.txt")),
     GoldenRun("cow_fork", ("8",)),
+    GoldenRun("mmap_fork", ("4",)),
     GoldenRun("devzero_shared", ("4",)),
     GoldenRun("file_cow", ("4",)),
     GoldenRun("file_read_back", ("8",)),
