@@ -14,7 +14,7 @@ import errno
 
 from mmuemu.kernel.filemap import __do_page_cache_readahead, write_cache_pages
 from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct
-from mmuemu.kernel.mmap import __split_vma, find_vma, zap_pte_range
+from mmuemu.kernel.mmap import __split_vma, find_vma, vma_merge_neighbours, zap_pte_range
 
 MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED = 0, 1, 2, 3, 4
 MADV_FREE, MADV_REMOVE, MADV_DONTFORK, MADV_DOFORK = 8, 9, 10, 11
@@ -57,6 +57,7 @@ def madvise_behavior(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, advi
     if end < vma.vm_end:
         __split_vma(mm, vma, end, new_below=False)
     vma.vm_flags = new
+    vma_merge_neighbours(mm, vma)
 
 
 def madvise_willneed(vma: VmAreaStruct, start: int, end: int) -> None:

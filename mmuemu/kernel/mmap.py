@@ -259,6 +259,33 @@ def vma_merge(mm: MmStruct, prev: Optional[VmAreaStruct], addr: int, end: int, v
     return None
 
 
+def vma_merge_neighbours(mm: MmStruct, vma: VmAreaStruct) -> VmAreaStruct:
+    """The merge step of mprotect_fixup()/madvise_update_vma(): after ``vma``'s
+    flags changed, fold it into an identical neighbour (prev absorbs it, then
+    it absorbs next), as vma_merge() does there. Returns the surviving VMA."""
+    i = vma_index(mm, vma)
+    prev = mm.mmap[i - 1] if i > 0 else None
+    if (prev is not None and prev.vm_end == vma.vm_start
+            and can_vma_merge_after(prev, vma.vm_flags, vma.anon_vma, vma.vm_file, vma.vm_pgoff)):
+        if prev.anon_vma is None and vma.anon_vma is not None:
+            anon_vma_clone(prev, vma)
+        end = vma.vm_end
+        remove_vma_from_mm(mm, vma)
+        _vma_set_end(mm, prev, end)
+        vma = prev
+        i -= 1
+    nxt = mm.mmap[i + 1] if i + 1 < len(mm.mmap) else None
+    if (nxt is not None and nxt.vm_start == vma.vm_end
+            and can_vma_merge_before(nxt, vma.vm_flags, vma.anon_vma, vma.vm_file,
+                                     vma.vm_pgoff, vma_pages(vma))):
+        if vma.anon_vma is None and nxt.anon_vma is not None:
+            anon_vma_clone(vma, nxt)
+        end = nxt.vm_end
+        remove_vma_from_mm(mm, nxt)
+        _vma_set_end(mm, vma, end)
+    return vma
+
+
 def remove_vma_from_mm(mm: MmStruct, vma: VmAreaStruct) -> None:
     """Unlink ``vma`` (already emptied of pages) from everything and release it."""
     __vma_unlink(mm, vma)
@@ -535,22 +562,39 @@ def expand_stack(mm: MmStruct, vma: VmAreaStruct, address: int) -> int:
 
 # --- mprotect ----------------------------------------------------------------------------
 
-def change_protection(vma: VmAreaStruct, start: int, end: int, newprot: int) -> int:
-    """change_protection(): rewrite present PTEs with the new protection.
+def can_change_pte_writable(vma: VmAreaStruct, addr: int, pte: int) -> bool:
+    """can_change_pte_writable(): may mprotect make this PTE writable at once?
 
-    Private writable mappings keep COW semantics: a PTE that is not dirty
-    anonymous stays write-protected (Linux makes such PTEs writable only
-    when it can prove exclusivity; the model keeps it simple and lets the
-    write fault decide). Returns the number of PTEs changed.
+    Private mappings: only for an exclusively owned anonymous page (the
+    write fault would reuse it anyway; the model's PageAnonExclusive is
+    "mapped once, referenced once"). Shared mappings: only if already dirty.
     """
+    from mmuemu.kernel.memory import vm_normal_page
+    from mmuemu.kernel.mm_types import PageAnon
+    if not vma.vm_flags & VM.WRITE:
+        return False
+    if not vma.vm_flags & VM.SHARED:
+        page = vm_normal_page(vma, addr, pte)
+        return page is not None and PageAnon(page) and page._mapcount == 0 and page._count == 1
+    return vma.vm_mm.kernel.fmt.pte_dirty(pte)
+
+
+def change_protection(vma: VmAreaStruct, start: int, end: int, newprot: int) -> int:
+    """change_protection() → change_pte_range(): rewrite present PTEs with the
+    new protection, and where the VMA is writable make a PTE writable right
+    away if can_change_pte_writable() allows (MM_CP_TRY_CHANGE_WRITABLE), so
+    no write fault follows. One TLB flush for the range. Returns PTEs changed."""
     mm = vma.vm_mm
     fmt = mm.kernel.fmt
+    try_writable = bool(vma.vm_flags & VM.WRITE) and not vma_wants_writenotify(vma)
     changed = 0
     for addr, pte_pa in pte_range(mm, start, end):
         pte = ptep_get(mm, pte_pa)
         if not pte or not fmt.pte_present(pte):
             continue
         new = fmt.pte_modify(pte, newprot)
+        if try_writable and not fmt.pte_write(new) and can_change_pte_writable(vma, addr, new):
+            new = fmt.pte_mkwrite(new)
         if new != pte:
             set_pte_at(mm, addr, pte_pa, new)
             changed += 1
@@ -572,6 +616,7 @@ def mprotect_fixup(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, newfla
     vma_set_page_prot(vma)
     vm_stat_account(mm, newflags, vma_pages(vma))
     change_protection(vma, start, end, vma.vm_page_prot)
+    vma_merge_neighbours(mm, vma)
     return 0
 
 
@@ -604,5 +649,5 @@ def do_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> int:
         if nstart >= end:
             return 0
         vma = find_vma(mm, nstart)
-        if vma is None or vma.vm_start != nstart:
+        if vma is None or vma.vm_start > nstart:  # a hole (merging may have grown vma)
             return -errno.ENOMEM

@@ -113,7 +113,7 @@ def proc_smaps(mm: MmStruct) -> bytes:
                 ("Private_Hugetlb", 0), ("Swap", 0), ("SwapPss", 0), ("Locked", 0)]
         for name, kb in rows:
             out.append(f"{name + ':':<16}{kb:>8} kB")
-        out.append(f"THPeligible:    0")
+        out.append("THPeligible:    0")
         flags = " ".join(n for bit, n in _VMFLAG_NAMES if vma.vm_flags & bit)
         out.append(f"VmFlags: {flags} ")
     return ("\n".join(out) + "\n").encode()

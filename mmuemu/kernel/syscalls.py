@@ -510,6 +510,13 @@ def sys_madvise(ctx: SyscallContext, addr: int, length: int, advice: int, *_: in
     return do_madvise(ctx.task.mm, addr, length, advice & 0xFFFFFFFF)
 
 
+def sys_mremap(ctx: SyscallContext, addr: int, old_len: int, new_len: int, flags: int,
+               new_addr: int, *_: int) -> int:
+    """mremap(2)."""
+    from mmuemu.kernel.mremap import do_mremap
+    return do_mremap(ctx.task.mm, addr, old_len, new_len, flags & 0xFFFFFFFF, new_addr)
+
+
 def sys_msync(ctx: SyscallContext, addr: int, length: int, flags: int, *_: int) -> int:
     """msync(2)."""
     return do_msync(ctx.task.mm, addr, length, flags & 0xFFFFFFFF)
@@ -635,7 +642,7 @@ SYSCALLS: dict[str, SyscallHandler] = {
     "uname": sys_uname, "clock_gettime": sys_clock_gettime, "getrusage": sys_getrusage,
     "pread64": sys_pread64, "pwrite64": sys_pwrite64, "fsync": sys_fsync,
     "fdatasync": sys_fsync, "ftruncate": sys_ftruncate, "unlinkat": sys_unlinkat,
-    "madvise": sys_madvise, "msync": sys_msync,
+    "madvise": sys_madvise, "msync": sys_msync, "mremap": sys_mremap,
     "fork": sys_fork, "vfork": sys_fork, "clone": sys_clone, "wait4": sys_wait4,
     "kill": sys_kill, "set_tid_address": sys_set_tid_address,
 }

@@ -116,6 +116,9 @@ HOST_PROGRAMS = [
     ("stack_grow", ["2000"]),
     ("data_bss", []),
     ("cow_fork", ["256"]),  # parent + reaped child: wait4's rusage includes the child
+    ("mprotect_split", ["64"]),
+    ("mremap_grow", ["64"]),
+    ("munmap_hole", ["64"]),
 ]
 BASELINE = ("exit_code", ["0"])
 

@@ -34,6 +34,9 @@ CASES: list[tuple[str, list[str]]] = [
     ("madvise_dontneed", ["16"]),
     ("cow_fork", ["64"]),
     ("mmap_fork", ["16"]),
+    ("mprotect_split", ["16"]),
+    ("mremap_grow", ["16"]),
+    ("munmap_hole", ["32"]),
 ]
 
 
