@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from mmuemu.kernel.memory import vm_normal_page
 from mmuemu.kernel.mm_types import (
-    PAGE_MAPPING_ANON, PG, VM, AddressSpace, AnonVma, MmStruct, Page, PageAnon, PageTest,
-    VmAreaStruct, page_mapcount,
+    PG, VM, MmStruct, PageAnon, PageTest, VmAreaStruct, page_mapcount,
 )
 from mmuemu.kernel.pgtable import ptep_get, pte_offset_lookup, pte_range
-from mmuemu.kernel.rmap import vma_address, vmas_of_mapping
+from mmuemu.kernel.rmap import rmap_walk
 from mmuemu.kernel.sched import TaskState, TaskStruct
 
 if TYPE_CHECKING:
@@ -120,50 +119,6 @@ def proc_smaps(mm: MmStruct) -> bytes:
 
 
 # --- the /proc/mtest inspector (the seeds' experiment module) -----------------------------
-
-def _page_in_vma(page: Page, vma: VmAreaStruct) -> Optional[int]:
-    """page_vma_mapped_walk(): the address where ``vma`` maps ``page``, or None."""
-    addr = vma_address(page, vma)
-    if addr is None:
-        return None
-    pte_pa = pte_offset_lookup(vma.vm_mm, addr)
-    if pte_pa is None:
-        return None
-    fmt = vma.vm_mm.kernel.fmt
-    pte = ptep_get(vma.vm_mm, pte_pa)
-    if not fmt.pte_present(pte) or fmt.pte_pfn(pte) != page.pfn:
-        return None
-    return addr
-
-
-def rmap_walk_anon(kern: "Kernel", page: Page) -> list[VmAreaStruct]:
-    """rmap_walk_anon(): every VMA on the page's anon_vma that maps it."""
-    anon_vma = kern.kobj.lookup(page.mapping & ~PAGE_MAPPING_ANON)
-    assert isinstance(anon_vma, AnonVma)
-    seen: list[VmAreaStruct] = []
-    for avc in anon_vma.head:
-        if avc.vma not in seen and _page_in_vma(page, avc.vma) is not None:
-            seen.append(avc.vma)
-    return seen
-
-
-def rmap_walk_file(kern: "Kernel", page: Page) -> list[VmAreaStruct]:
-    """rmap_walk_file(): every VMA on the mapping's i_mmap that maps the page."""
-    mapping = kern.kobj.lookup(page.mapping)
-    assert isinstance(mapping, AddressSpace)
-    return [v for v in vmas_of_mapping(mapping, page.index) if _page_in_vma(page, v) is not None]
-
-
-def rmap_walk(kern: "Kernel", page: Page) -> tuple[str, list[VmAreaStruct]]:
-    """rmap_walk(): which walk applies, and the VMAs it visits.
-
-    Linux first asks PageKsm() and takes rmap_walk_ksm() for merged pages;
-    the model has no KSM (it never merges pages), so that branch cannot occur.
-    """
-    if PageAnon(page):
-        return "rmap_walk_anon", rmap_walk_anon(kern, page)
-    return "rmap_walk_file", rmap_walk_file(kern, page)
-
 
 def _task_of(kern: "Kernel", mm: MmStruct) -> Optional[TaskStruct]:
     for t in kern.tasks.values():

@@ -11,7 +11,7 @@ address_space, whose i_mmap lists the VMAs mapping the file.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     from mmuemu.kernel.kernel import Kernel
@@ -210,3 +210,104 @@ def page_mkclean(page: Page, kern: "Kernel") -> int:
             kern.tlb.flush_tlb_page(vma.vm_mm, addr)  # flush_cache_page + ptep_clear_flush
             cleaned += 1
     return cleaned
+
+
+def page_vma_mapped(page: Page, vma: VmAreaStruct) -> Optional[int]:
+    """page_vma_mapped_walk(): the address where ``vma`` maps ``page``, or None."""
+    from mmuemu.kernel.pgtable import ptep_get, pte_offset_lookup
+    addr = vma_address(page, vma)
+    if addr is None:
+        return None
+    pte_pa = pte_offset_lookup(vma.vm_mm, addr)
+    if pte_pa is None:
+        return None
+    fmt = vma.vm_mm.kernel.fmt
+    pte = ptep_get(vma.vm_mm, pte_pa)
+    if not fmt.pte_present(pte) or fmt.pte_pfn(pte) != page.pfn:
+        return None
+    return addr
+
+
+def rmap_walk_anon(kern: "Kernel", page: Page) -> list[VmAreaStruct]:
+    """rmap_walk_anon(): every VMA on the page's anon_vma that maps it."""
+    anon_vma = kern.kobj.lookup(page.mapping & ~PAGE_MAPPING_ANON)
+    assert isinstance(anon_vma, AnonVma)
+    seen: list[VmAreaStruct] = []
+    for avc in anon_vma.head:
+        if avc.vma not in seen and page_vma_mapped(page, avc.vma) is not None:
+            seen.append(avc.vma)
+    return seen
+
+
+def rmap_walk_file(kern: "Kernel", page: Page) -> list[VmAreaStruct]:
+    """rmap_walk_file(): every VMA on the mapping's i_mmap that maps the page."""
+    mapping = kern.kobj.lookup(page.mapping)
+    assert isinstance(mapping, AddressSpace)
+    return [v for v in vmas_of_mapping(mapping, page.index) if page_vma_mapped(page, v) is not None]
+
+
+def rmap_walk(kern: "Kernel", page: Page) -> tuple[str, list[VmAreaStruct]]:
+    """rmap_walk(): which walk applies, and the VMAs it visits.
+
+    Linux first asks PageKsm() and takes rmap_walk_ksm() for merged pages;
+    the model has no KSM (it never merges pages), so that branch cannot occur.
+    """
+    if PageAnon(page):
+        return "rmap_walk_anon", rmap_walk_anon(kern, page)
+    return "rmap_walk_file", rmap_walk_file(kern, page)
+
+
+
+def page_referenced(kern: "Kernel", page: Page) -> int:
+    """page_referenced(): how many PTEs mapping the page had the accessed bit
+    (x86 A, arm64 AF), clearing each one it finds (ptep_clear_flush_young:
+    the hardware must see the cleared bit, so the TLB entry is flushed)."""
+    from mmuemu.kernel.pgtable import pte_offset_lookup, ptep_get, set_pte_at
+    fmt = kern.fmt
+    referenced = 0
+    for vma in rmap_walk(kern, page)[1]:
+        addr = page_vma_mapped(page, vma)
+        if addr is None:
+            continue
+        pte_pa = pte_offset_lookup(vma.vm_mm, addr)
+        assert pte_pa is not None
+        pte = ptep_get(vma.vm_mm, pte_pa)
+        if fmt.pte_young(pte):
+            set_pte_at(vma.vm_mm, addr, pte_pa, fmt.pte_mkold(pte))
+            kern.tlb.flush_tlb_page(vma.vm_mm, addr)
+            referenced += 1
+    return referenced
+
+
+def try_to_unmap_one(kern: "Kernel", page: Page, vma: VmAreaStruct, address: int,
+                     swp_pte: Optional[int]) -> bool:
+    """try_to_unmap_one(): remove one PTE mapping the page (ptep_clear_flush),
+    moving its dirty bit to the page. An anonymous page's PTE becomes
+    ``swp_pte`` (its swap entry); without one, anonymous pages stay mapped."""
+    from mmuemu.kernel.mm_types import PG, SetPage
+    from mmuemu.kernel.pgtable import ptep_clear_flush, pte_offset_lookup, set_pte_at
+    anon = PageAnon(page)
+    if anon and swp_pte is None:
+        return False
+    pte_pa = pte_offset_lookup(vma.vm_mm, address)
+    assert pte_pa is not None
+    old = ptep_clear_flush(vma, address, pte_pa)
+    if kern.fmt.pte_dirty(old):
+        SetPage(page, PG.dirty)
+    if anon:
+        assert swp_pte is not None
+        set_pte_at(vma.vm_mm, address, pte_pa, swp_pte)
+        vma.vm_mm.rss_swap += 1
+    page_remove_rmap(page, vma)
+    kern.put_page(page)
+    return True
+
+
+def try_to_unmap(kern: "Kernel", page: Page, swp_pte: Optional[int] = None) -> bool:
+    """try_to_unmap(): unmap the page from every VMA rmap finds; True when
+    no PTE maps it any more (page_mapped() is false)."""
+    for vma in list(rmap_walk(kern, page)[1]):
+        addr = page_vma_mapped(page, vma)
+        if addr is not None and not try_to_unmap_one(kern, page, vma, addr, swp_pte):
+            return False
+    return page._mapcount < 0
