@@ -101,7 +101,14 @@ class Kernel:
             raise AssertionError(f"put_page: pfn {page.pfn:#x} _count went negative")
 
     def free_page(self, page: Page) -> None:
-        """__free_pages(): give a frame back to the buddy allocator."""
+        """__free_pages(): give a frame back to the buddy allocator.
+
+        Freeing a page that a PTE still maps is bad_page() in Linux: here it
+        raises, since it would let two owners share a frame.
+        """
+        if page._mapcount >= 0:
+            raise AssertionError(f"BUG: Bad page state: pfn {page.pfn:#x} freed while mapped "
+                                 f"(mapcount {page._mapcount + 1})")
         page.flags = 0
         page.mapping = 0
         page.lru = None
