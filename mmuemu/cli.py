@@ -18,6 +18,9 @@ from typing import Any, NoReturn, Sequence
 from mmuemu import __version__
 from mmuemu._types import Arch
 from mmuemu.config import KernelConfig, RunConfig
+from mmuemu.trace.cli import (
+    add_run_trace_options, add_trace_commands, run_trace_command, tracer_from_args,
+)
 
 EXIT_USAGE = 2
 
@@ -105,9 +108,11 @@ def build_parser() -> _Parser:
                      help="stop the guest after N instructions (exit 124)")
     run.add_argument("--time-limit", type=_seconds, default=0.0, metavar="SECONDS",
                      help="stop the guest after this much wall time (exit 124)")
+    add_run_trace_options(run)
     run.add_argument("binary", metavar="BINARY", help="static x86-64 or aarch64 ELF executable")
     run.add_argument("guest_args", nargs=argparse.REMAINDER, metavar="ARGS",
                      help="arguments for the guest")
+    add_trace_commands(sub)
     return p
 
 
@@ -166,8 +171,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                         insn_limit=args.insn_limit, time_limit=args.time_limit,
                         quantum=args.quantum, log=args.log or "", inspect_at=inspect)
     try:
+        tracer = tracer_from_args(args)
+    except ValueError as e:
+        print(f"mmuemu: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         machine = Machine(args.binary, list(args.guest_args), kconfig, rconfig,
-                          expect_arch=Arch(args.arch) if args.arch else None)
+                          expect_arch=Arch(args.arch) if args.arch else None, tracer=tracer)
         result = machine.run()
     except MachineError as e:
         print(f"mmuemu: error: {e}", file=sys.stderr)
@@ -187,6 +197,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"mmuemu: internal error: {type(e).__name__}: {e}{where} "
               "(set MMUEMU_DEBUG=1 for the traceback)", file=sys.stderr)
         return 70  # EX_SOFTWARE
+    finally:
+        if tracer is not None:
+            tracer.close()  # the end record, even when the run failed
     sys.stdout.flush()
     if result.message:
         print(result.message, file=sys.stderr)
@@ -211,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "trace":
+            return run_trace_command(args)
     except KeyboardInterrupt:
         print("mmuemu: interrupted", file=sys.stderr)
         return 130

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import capstone
 import unicorn
@@ -44,6 +44,9 @@ from mmuemu.kernel.syscalls import (
     StrictSyscallError, SyscallContext, SyscallRestart, TaskExit, TaskKilled, dispatch,
     writeback_inode,
 )
+
+if TYPE_CHECKING:
+    from mmuemu.emu.tracing import FaultTracer
 
 _ACCESS_TYPE = {Access.READ: AccessType.READ, Access.WRITE: AccessType.WRITE,
                 Access.FETCH: AccessType.EXEC}
@@ -88,18 +91,26 @@ class UnicornTlb:
 
     def flush_tlb_page(self, mm: MmStruct, addr: int) -> None:
         self.counts["page"] += 1
+        if mm.kernel.trace is not None:
+            mm.kernel.trace.tlb_flush(mm, "page", addr, addr + 4096)
         self._flush()
 
     def flush_tlb_range(self, mm: MmStruct, start: int, end: int) -> None:
         self.counts["range"] += 1
+        if mm.kernel.trace is not None:
+            mm.kernel.trace.tlb_flush(mm, "range", start, end)
         self._flush()
 
     def flush_tlb_mm(self, mm: MmStruct) -> None:
         self.counts["mm"] += 1
+        if mm.kernel.trace is not None:
+            mm.kernel.trace.tlb_flush(mm, "mm", 0, 0)
         self._flush()
 
     def flush_icache_page(self, mm: MmStruct, addr: int, pfn: int) -> None:
         self.counts["icache"] += 1
+        if mm.kernel.trace is not None:
+            mm.kernel.trace.tlb_flush(mm, "icache", addr, addr + 4096)
 
     def switch_mm(self, prev: MmStruct, next_mm: MmStruct) -> None:
         """A context switch loaded another page-table root (CR3 / TTBR0)."""
@@ -126,7 +137,8 @@ class Machine:
     def __init__(self, path: str, argv: list[str], kconfig: KernelConfig | None = None,
                  rconfig: RunConfig | None = None,
                  warn: Callable[[str], None] | None = None,
-                 expect_arch: Arch | None = None) -> None:
+                 expect_arch: Arch | None = None,
+                 tracer: "FaultTracer | None" = None) -> None:
         self.kconfig = kconfig or KernelConfig()
         self.rconfig = rconfig or RunConfig()
         self.warn = warn or (lambda msg: print(f"mmuemu: warning: {msg}", file=sys.stderr))
@@ -163,6 +175,9 @@ class Machine:
         self.init = self.task
         self.kern.tasks[1] = self.task
         self._stdio()
+        self.tracer = tracer
+        if tracer is not None:  # before exec, so exec's own faults are traced
+            tracer.attach(self, cycles_fn=lambda: self.native.insns)  # CPI 1 until the cost model
         argv_b = [os.fsencode(a) for a in [path, *argv]]
         argv_b[0] = os.fsencode(path)
         envp = [e.encode() for e in self.rconfig.env]
@@ -363,6 +378,8 @@ class Machine:
     # --- processes: the emulator side of fork, wait and kill ---------------------------
     def fork_context(self, child: TaskStruct) -> None:
         """The child starts as a copy of the current CPU state, returning 0 from fork."""
+        if self.tracer is not None:
+            self.tracer.fork(self.task, child)
         uc = self.uc
         ret_reg = self.regs[self.spec.syscall_ret_reg]
         sp_reg = self.regs[self.spec.sp_reg]
@@ -428,6 +445,8 @@ class Machine:
                 self.warn_kernel(message)
         self.final_mm_stats[task.pid] = mm_counters(task.mm)
         do_exit(task, code, signal)
+        if self.tracer is not None:
+            self.tracer.exit(task, code, signal)
         if self.raw_mode:
             mapper = self._raw_mappers.pop(task.pid, None)
             if mapper is not None:
@@ -533,6 +552,8 @@ class Machine:
         else:
             self.result = RunResult(exit_code=init.exit_code or 0, stop_reason="exit")
         self.result.wall_seconds = wall
+        if self.tracer is not None:  # a limit stopped pid 1 before it exited
+            self.tracer.task_exit(self.init, self.result)
         self._sync_files()
         if self._log_file is not None:
             self._log_file.close()

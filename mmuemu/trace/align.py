@@ -47,9 +47,10 @@ class Hunk:
     b1: int
 
 
-def mix64(x: np.ndarray) -> np.ndarray:
+def mix64(x: np.ndarray, inplace: bool = False) -> np.ndarray:
     """splitmix64's finaliser over a uint64 array (a good, cheap hash)."""
-    x = x.astype(np.uint64, copy=True)
+    if not inplace:
+        x = x.astype(np.uint64, copy=True)
     with np.errstate(over="ignore"):
         x ^= x >> np.uint64(30)
         x *= _M1
@@ -104,33 +105,68 @@ def _align_gap(a: np.ndarray, b: np.ndarray, i0: int, i1: int, j0: int, j1: int,
 
 
 def occurrence_ids(x: np.ndarray) -> np.ndarray:
-    """Hash of (key, how many times the key occurred before): unique per position."""
+    """Hash of (key, how many times the key occurred before): unique per position.
+
+    Temporaries are dropped as soon as they are used, and the hashing is in
+    place: the peak is about five 8-byte arrays of ``len(x)``.
+    """
     n = len(x)
     order = np.argsort(x, kind="stable")
     xs = x[order]
-    idx = np.arange(n, dtype=np.int64)
-    starts = np.ones(n, dtype=bool)
-    starts[1:] = xs[1:] != xs[:-1]
-    occ_sorted = idx - np.maximum.accumulate(np.where(starts, idx, 0))
-    occ = np.empty(n, dtype=np.uint64)
-    occ[order] = occ_sorted.astype(np.uint64)
+    starts = np.empty(n, dtype=bool)
+    starts[:1] = True
+    np.not_equal(xs[1:], xs[:-1], out=starts[1:])
+    del xs
+    group_first = np.flatnonzero(starts)
+    group = np.cumsum(starts, dtype=np.int64)
+    del starts
+    group -= 1
+    occ_sorted = np.arange(n, dtype=np.int64)
+    occ_sorted -= group_first[group]
+    del group, group_first
+    ids = np.empty(n, dtype=np.uint64)
+    ids[order] = occ_sorted.view(np.uint64)
+    del order, occ_sorted
     with np.errstate(over="ignore"):
-        return mix64(x ^ mix64((occ + np.uint64(1)) * _GOLD))
+        ids += np.uint64(1)
+        ids *= _GOLD
+        mix64(ids, inplace=True)
+        ids ^= x
+        return mix64(ids, inplace=True)
 
 
 def _anchor_blocks(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int, int]]:
     """Matched blocks (a start, b start, length), increasing on both sides."""
-    ida, idb = occurrence_ids(a), occurrence_ids(b)
-    _, ia, ib = np.intersect1d(ida, idb, assume_unique=False, return_indices=True)
+    ia, ib = _match(occurrence_ids(a), occurrence_ids(b))
     if not len(ia):
         return []
     order = np.argsort(ia, kind="stable")
-    ia, ib = ia[order].astype(np.int64), ib[order].astype(np.int64)
+    ia, ib = ia[order], ib[order]
     brk = np.flatnonzero((np.diff(ia) != 1) | (np.diff(ib) != 1)) + 1
     starts = np.concatenate(([0], brk))
     lengths = np.diff(np.concatenate((starts, [len(ia)])))
     chosen = heaviest_increasing(ib[starts], lengths)
     return [(int(ia[starts[c]]), int(ib[starts[c]]), int(lengths[c])) for c in chosen]
+
+
+def _match(ida: np.ndarray, idb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (in a, in b) of the ids found on both sides.
+
+    A sort of one side and a binary search of the other: leaner than
+    ``np.intersect1d(..., return_indices=True)``, which sorts both together.
+    """
+    if not len(ida) or not len(idb):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    order_a = np.argsort(ida)
+    sorted_a = ida[order_a]
+    del ida
+    pos = np.searchsorted(sorted_a, idb)
+    np.minimum(pos, len(sorted_a) - 1, out=pos)
+    hit = sorted_a[pos] == idb
+    del sorted_a
+    ib = np.flatnonzero(hit)
+    ia = order_a[pos[hit]]
+    return ia.astype(np.int64), ib.astype(np.int64)
 
 
 def heaviest_increasing(keys: np.ndarray, weights: np.ndarray) -> list[int]:

@@ -62,11 +62,14 @@ def load_keys(path: str | os.PathLike[str], norm: Normalisation) -> TraceKeys:
             for code, c in zip(*np.unique(kinds, return_counts=True)):
                 counts[chunk.strings[int(code)]] += int(c)
             if not keep.all():
-                any_dropped = True
+                if not any_dropped:  # from here on, kept index and seq differ
+                    any_dropped = True
+                    seqs.append(np.arange(n, dtype=np.int64))
                 gone = ~keep
                 for code, c in zip(*np.unique(kinds[gone], return_counts=True)):
                     dropped[chunk.strings[int(code)]] += int(c)
-            seqs.append(np.flatnonzero(keep) + chunk.first_seq)
+            if any_dropped:
+                seqs.append(np.flatnonzero(keep) + chunk.first_seq)
             if norm.per_task:
                 pids.append(chunk.columns["pid"][keep])
             n += len(chunk)
@@ -138,7 +141,7 @@ def _fetch(path: str, wanted: set[int]) -> dict[int, TraceEvent]:
 def describe(ev: TraceEvent) -> str:
     """One event as the diff shows it: the compared part first, then the details."""
     where = f"{ev.role}[{ev.page}]" if ev.role else "-"
-    parts = [f"{ev.kind:<16} {where:<22}"]
+    parts = [f"[{ev.pid}] {ev.kind:<16} {where:<22}"]
     if ev.kind.startswith("fault."):
         parts.append(f"{ev.access:<5} {'user' if ev.user else 'kern'} {ev.outcome:<6}")
         detail = f"@{ev.addr:#x}"
@@ -152,6 +155,9 @@ def describe(ev: TraceEvent) -> str:
     elif ev.kind.startswith("flush."):
         parts.append(f"{(ev.length + 4095) >> 12} pages")
         detail = f"@{ev.addr:#x}"
+    elif ev.kind == "task.fork":
+        parts.append(f"child [{ev.result}]")
+        detail = ""
     else:
         parts.append(f"{ev.outcome} {ev.result}")
         detail = ""

@@ -44,6 +44,9 @@ GOLDEN_RUNS: dict[str, GoldenRun] = {r.program: r for r in [
     GoldenRun("file_shared", ("4",)),
     GoldenRun("madvise_dontneed", ("4",)),
     GoldenRun("rw_loop", ("2",)),
+    GoldenRun("mprotect_split", ("8",)),
+    GoldenRun("mremap_grow", ("4",)),
+    GoldenRun("munmap_hole", ("8",)),
 ]}
 
 

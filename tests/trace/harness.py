@@ -2,8 +2,9 @@
 
 Until ``Machine`` takes a ``tracer`` argument (the wiring patch), a test-only
 subclass attaches the tracer at the same points: right before exec (so
-exec's faults are traced), around the TLB glue's flush requests, and when
-the run ends. Once the patch is applied the real wiring is used.
+exec's faults are traced), around the TLB glue's flush requests, at fork
+and at each task's exit, and when the run ends. Once the patch is applied
+the real wiring is used.
 """
 from __future__ import annotations
 
@@ -39,9 +40,17 @@ class _TracedMachine(Machine):
             setattr(tlb, name, _flush_hook(getattr(tlb, name), kind))
         self._test_tracer.attach(self, cycles_fn=lambda: self.native.insns)
 
+    def fork_context(self, child: Any) -> None:
+        self._test_tracer.fork(self.task, child)
+        super().fork_context(child)
+
+    def _end_task(self, task: Any, code: int, signal: int = 0, message: str = "") -> None:
+        super()._end_task(task, code, signal, message)
+        self._test_tracer.exit(task, code, signal)
+
     def run(self) -> RunResult:
         result = super().run()
-        self._test_tracer.task_exit(self.task, result)
+        self._test_tracer.task_exit(getattr(self, "init", self.task), result)
         return result
 
 
