@@ -75,10 +75,18 @@ def build_parser() -> _Parser:
                      help="no counter summary on stderr")
     run.add_argument("--root", metavar="DIR", default=".",
                      help="sandbox directory that is the guest's / and cwd (default: .)")
-    run.add_argument("--mode", choices=["fast", "raw"], default="fast",
+    run.add_argument("--mode", choices=["fast", "exact", "raw"], default="fast",
                      help="fast: native page walks on soft-TLB fills, Python on faults "
-                          "(default); raw: no MMU model, every page mapped up front "
-                          "(the benchmark floor)")
+                          "(default); exact: also every access through the profile's "
+                          "architected TLBs and walk caches (exact hit/miss counts); "
+                          "raw: no MMU model, every page mapped up front (the benchmark floor)")
+    run.add_argument("--profile", metavar="NAME|FILE",
+                     help="hardware profile: skylake (x86-64 default), neoverse-n1 (arm64 "
+                          "default), or a TOML file (copy one from mmuemu/hw/profiles/)")
+    run.add_argument("--tlb", metavar="KEY=VALUE", action="append", default=[],
+                     help="override a profile field: l1i/l1d/l2=ENTRIESxWAYS (l1d=32x4), or "
+                          "any dotted field (tlb.l2.replacement=plru, cost.base_cpi=0.8); "
+                          "repeatable")
     run.add_argument("--strict", action="store_true",
                      help="an unsupported syscall stops the run instead of returning -ENOSYS")
     run.add_argument("--arch", choices=[a.label for a in Arch],
@@ -137,6 +145,25 @@ def summary(stats: dict[str, Any], argv: Sequence[str]) -> str:
             row(n, f"  {kind}")
     row(stats["tlb_fills"], "tlb-fills", "soft-TLB refills (Unicorn)")
     row(stats["page_walks"], "page-walks", f"{stats['page_walk_mem_refs']:,} table reads")
+    tlb = stats.get("tlb")
+    if tlb:
+        for level in ("l1i", "l1d", "l2"):
+            hits, misses = tlb[level]["hits"], tlb[level]["misses"]
+            lookups = hits + misses
+            row(misses, f"{level}-tlb-misses",
+                f"{100 * misses / lookups:.2f}% of {lookups:,} lookups" if lookups else "")
+        w = stats["walks"]
+        row(w["count"], "tlb-walks",
+            f"{w['mem_refs']:,} table reads, {w['pwc_hits']:,} walk-cache hits")
+    flushes = stats.get("flushes") or {}
+    if flushes:
+        row(sum(flushes.values()), "tlb-invalidations",
+            ", ".join(f"{n:,} {op}" for op, n in sorted(flushes.items())))
+    if "cycles" in stats:
+        note = f"{stats['profile']['name']} profile"
+        if stats.get("cycles_estimated"):
+            note += "; TLB part estimated (exact needs --mode exact)"
+        row(stats["cycles"], "cycles", note)
     lines.append("")
     lines.append(f"{stats['wall_seconds']:>18.6f} seconds time elapsed")
     return "\n".join(lines) + "\n"
@@ -177,7 +204,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         machine = Machine(args.binary, list(args.guest_args), kconfig, rconfig,
-                          expect_arch=Arch(args.arch) if args.arch else None, tracer=tracer)
+                          expect_arch=Arch(args.arch) if args.arch else None, tracer=tracer,
+                          profile=args.profile, tlb_overrides=args.tlb)
         result = machine.run()
     except MachineError as e:
         print(f"mmuemu: error: {e}", file=sys.stderr)

@@ -5,7 +5,14 @@ miss it calls the native fill hook first, which walks the guest's page
 tables in emulated physical memory (setting accessed/dirty bits) and fills
 the entry; only when the walk fails does the Python fill hook run, which is
 a real page fault: it goes to the kernel model's do_user_addr_fault() →
-handle_mm_fault(), then walks again. Syscalls enter through UC_HOOK_INSN
+handle_mm_fault(), then walks again.
+
+Exact mode adds the architected TLB model (mmuemu/emu/exact.py): every data
+access and every block's instruction fetch is looked up, in native code, in
+the hardware profile's L1i/L1d/L2 TLBs and walk caches. Its fill hook wraps
+the fast path's. In every mode the kernel's TLB flushes also become the
+architecture's invalidations (x86 INVLPG / CR3 writes, arm64 TLBI), counted
+and, in exact mode, applied to the model. Syscalls enter through UC_HOOK_INSN
 (x86-64 ``syscall``) or UC_HOOK_INTR (arm64 ``svc``). Instructions are
 counted per basic block by a native block hook (capstone counts each new
 block once).
@@ -17,7 +24,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import capstone
 import unicorn
@@ -27,10 +34,12 @@ from mmuemu.arch import BY_E_MACHINE, ArchSpec
 from mmuemu.arch.base import HwFault
 from mmuemu.config import KernelConfig, RunConfig
 from mmuemu.emu.cpu import CPUS
+from mmuemu.emu.exact import ExactMmu, TlbMaintenance, hw_stats
 from mmuemu.emu.fault_address import effective_address
 from mmuemu.emu.native import NativeFastPath, hook_add_native
 from mmuemu.emu.raw import RawMapper
 from mmuemu.hw.physmem import PhysMem
+from mmuemu.hw.profile import Profile, ProfileError, profile_for
 from mmuemu.kernel.binfmt_elf import ExecError, check_elf, load_elf_binary
 from mmuemu.kernel.fault import SIGSEGV, AccessType, do_user_addr_fault
 from mmuemu.kernel.kernel import Kernel
@@ -51,7 +60,7 @@ if TYPE_CHECKING:
 _ACCESS_TYPE = {Access.READ: AccessType.READ, Access.WRITE: AccessType.WRITE,
                 Access.FETCH: AccessType.EXEC}
 _ARM64_EXCP_SWI = 2
-MODES = ("fast", "raw")
+MODES = ("fast", "raw", "exact")
 _MM_SYSCALLS = frozenset({"mmap", "munmap", "mprotect", "brk", "mremap", "madvise"})
 
 
@@ -75,11 +84,13 @@ class UnicornTlb:
 
     Unicorn 2.1.4 has no per-page flush: every request drops all of its
     cached translations (uc_ctl UC_CTL_TLB_FLUSH). The counts say what the
-    kernel asked for, by kind.
+    kernel asked for, by kind; ``maint`` turns each request into the
+    architecture's invalidations (and applies them to the exact model).
     """
 
     def __init__(self) -> None:
         self.uc: Optional[unicorn.Uc] = None
+        self.maint: Optional[TlbMaintenance] = None
         self.counts: dict[str, int] = {"page": 0, "range": 0, "mm": 0, "icache": 0,
                                        "uc_flushes": 0}
 
@@ -88,23 +99,31 @@ class UnicornTlb:
             self.uc.ctl(unicorn.unicorn_const.UC_CTL_TLB_FLUSH,
                         unicorn.unicorn_const.UC_CTL_IO_WRITE)
             self.counts["uc_flushes"] += 1
+            if self.maint is not None:
+                self.maint.uc_flushed()
 
     def flush_tlb_page(self, mm: MmStruct, addr: int) -> None:
         self.counts["page"] += 1
         if mm.kernel.trace is not None:
             mm.kernel.trace.tlb_flush(mm, "page", addr, addr + 4096)
+        if self.maint is not None:
+            self.maint.flush_tlb_page(mm.context_id, addr)
         self._flush()
 
     def flush_tlb_range(self, mm: MmStruct, start: int, end: int) -> None:
         self.counts["range"] += 1
         if mm.kernel.trace is not None:
             mm.kernel.trace.tlb_flush(mm, "range", start, end)
+        if self.maint is not None:
+            self.maint.flush_tlb_range(mm.context_id, start, end)
         self._flush()
 
     def flush_tlb_mm(self, mm: MmStruct) -> None:
         self.counts["mm"] += 1
         if mm.kernel.trace is not None:
             mm.kernel.trace.tlb_flush(mm, "mm", 0, 0)
+        if self.maint is not None:
+            self.maint.flush_tlb_mm(mm.context_id)
         self._flush()
 
     def flush_icache_page(self, mm: MmStruct, addr: int, pfn: int) -> None:
@@ -115,6 +134,8 @@ class UnicornTlb:
     def switch_mm(self, prev: MmStruct, next_mm: MmStruct) -> None:
         """A context switch loaded another page-table root (CR3 / TTBR0)."""
         self.counts["switch_mm"] = self.counts.get("switch_mm", 0) + 1
+        if self.maint is not None:  # CR3 write with the next PCID / TTBR0 with its ASID
+            self.maint.switch_mm(next_mm.context_id, next_mm.pgd)
         self._flush()
 
 
@@ -132,13 +153,20 @@ def arch_of(path: str) -> ArchSpec:
 
 
 class Machine:
-    """Builds the machine, execs ``path`` as pid 1, and runs it to completion."""
+    """Builds the machine, execs ``path`` as pid 1, and runs it to completion.
+
+    ``profile`` (a name or a TOML file; default: the architecture's) and
+    ``tlb_overrides`` (``l1d=32x4``, ``cost.base_cpi=0.8``, ...) choose the
+    hardware profile: exact mode's TLB geometry, and the cycle model in
+    every mode.
+    """
 
     def __init__(self, path: str, argv: list[str], kconfig: KernelConfig | None = None,
                  rconfig: RunConfig | None = None,
                  warn: Callable[[str], None] | None = None,
                  expect_arch: Arch | None = None,
-                 tracer: "FaultTracer | None" = None) -> None:
+                 tracer: "FaultTracer | None" = None, profile: str | None = None,
+                 tlb_overrides: Sequence[str] = ()) -> None:
         self.kconfig = kconfig or KernelConfig()
         self.rconfig = rconfig or RunConfig()
         self.warn = warn or (lambda msg: print(f"mmuemu: warning: {msg}", file=sys.stderr))
@@ -148,6 +176,10 @@ class Machine:
             raise MachineError(f"{path}: is a {self.spec.name} binary, not {expect_arch.label}")
         if not os.path.isdir(self.rconfig.root):
             raise MachineError(f"--root {self.rconfig.root}: not a directory")
+        try:
+            self.profile: Profile = profile_for(self.spec.arch, profile, tlb_overrides)
+        except ProfileError as e:
+            raise MachineError(str(e)) from None
         self.phys = PhysMem(self.kconfig.mem_bytes)
         self.tlb = UnicornTlb()
         self.kern = Kernel(self.kconfig, self.phys, self.spec.pte_format(), self.tlb,
@@ -167,6 +199,11 @@ class Machine:
             self.uc.mem_map_ptr(0, self.phys.size, unicorn.UC_PROT_ALL, self.phys.address())
             self.tlb.uc = self.uc
         self.native = NativeFastPath(self.phys, self.spec.arch, self.kconfig.hw_access_flag)
+        self.exact: Optional[ExactMmu] = None
+        if self.rconfig.mode == "exact":
+            self.exact = ExactMmu(self.phys, self.spec.arch, self.profile)
+        self.maint = TlbMaintenance(self.spec.arch, self.profile, self.exact)
+        self.tlb.maint = self.maint
         self._md: capstone.Cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64) \
             if self.spec.arch is Arch.X86_64 else \
             capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
@@ -189,6 +226,8 @@ class Machine:
             raise MachineError("out of emulated memory while loading the program "
                                "(raise --mem)") from None
         self.native.set_root(self.task.mm.pgd)
+        # exec_mmap() -> activate_mm(): the first switch to the new address space
+        self.maint.switch_mm(self.task.mm.context_id, self.task.mm.pgd)
         self.raw: Optional[RawMapper] = None
         self._raw_mappers: dict[int, RawMapper] = {}
         if self.raw_mode:
@@ -225,6 +264,10 @@ class Machine:
         self._hooks: list[Any] = []
         if self.raw_mode:
             self._hooks.append(uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._on_raw_invalid))
+        elif self.exact is not None:
+            # the exact model's fill hook wraps the fast path's (never add both)
+            self._hooks.extend(self.exact.attach(uc, self.native))
+            self._hooks.append(uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._on_tlb_fault))
         else:
             self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_TLB_FILL,
                                                self.native.tlb_fill_addr, self.native.state_addr))
@@ -278,7 +321,8 @@ class Machine:
             if not res.ok:
                 raise AssertionError(f"fault at {vaddr:#x} ({acc.name}) resolved by the kernel "
                                      "but the page walk still fails")
-            entry.paddr = res.pa
+            entry.paddr = res.pa if self.exact is None else \
+                self.exact.fill_paddr(uc, vaddr, res.pa, acc)
             entry.perms = res.perms
             return True
         except BaseException as e:  # never unwind through Unicorn
@@ -605,4 +649,6 @@ class Machine:
                        "managed_pages": self.kern.buddy.stats.managed_pages},
             "config": self.kconfig.as_dict(),
             "wall_seconds": round(res.wall_seconds, 6) if res else None,
+            **hw_stats(self.profile, self.maint, self.native, syscalls=self.syscalls,
+                       faults_by_type=dict(vm.by_type), major_faults=major),
         }
