@@ -60,8 +60,7 @@ typedef struct mmuemu_uc_tlb_entry {    /* struct uc_tlb_entry */
     uint64_t paddr;
     int perms;
 } mmuemu_uc_tlb_entry;
-enum { UC_MEM_READ = 16, UC_MEM_WRITE = 17, UC_MEM_FETCH = 18 };
-enum { UC_PROT_READ = 1, UC_PROT_WRITE = 2, UC_PROT_EXEC = 4 };
+#include "pte_bits.h"
 
 typedef bool (*exact_fill_fn)(uc_engine *uc, uint64_t vaddr, int type,
                               mmuemu_uc_tlb_entry *result, void *user_data);
@@ -164,97 +163,9 @@ struct exact_state {
 #define GEN_MAX ((1ull << 24) - 1)
 #define OWNER_VPN_MASK ((1ull << GEN_SHIFT) - 1)
 
-/* ---- page-table bits (as fastpath.c; mmuemu/hw/x86_64/pte.py, arm64/pte.py) */
-#define ADDR_MASK 0x0000FFFFFFFFF000ull
-#define X86_P   (1ull << 0)
-#define X86_RW  (1ull << 1)
-#define X86_US  (1ull << 2)
-#define X86_A   (1ull << 5)
-#define X86_D   (1ull << 6)
-#define X86_G   (1ull << 8)
-#define X86_NX  (1ull << 63)
-#define X86_TASK_SIZE 0x00007FFFFFFFF000ull
-#define A64_VALID  (1ull << 0)
-#define A64_USER   (1ull << 6)
-#define A64_RDONLY (1ull << 7)
-#define A64_AF     (1ull << 10)
-#define A64_NG     (1ull << 11)
-#define A64_DBM    (1ull << 51)
-#define A64_UXN    (1ull << 54)
-#define A64_TABLE  3ull
-#define A64_TASK_SIZE (1ull << 48)
-
-static inline uint64_t rd64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static inline unsigned pt_index(uint64_t va, int level)
-{
-    return (unsigned)((va >> (39 - 9 * level)) & 0x1FF);
-}
-
 static inline int prefix_shift(int level)
 {
     return 39 - 9 * level;
-}
-
-/* Leaf rules: fill-path semantics of fastpath.c x86_leaf()/a64_leaf() (the
- * PteFormat hw_update/leaf_perms/fill_writable), computing the entry the
- * hardware would write back without writing it. */
-static int x86_leaf(uint64_t pte, int access, uint64_t *new_pte, uint32_t *perms)
-{
-    if (!(pte & X86_P) || !(pte & X86_US))
-        return 0;
-    uint64_t n;
-    if (access == UC_MEM_WRITE) {
-        if (!(pte & X86_RW))
-            return 0;
-        n = pte | X86_A | X86_D;
-    } else {
-        if (access == UC_MEM_FETCH && (pte & X86_NX))
-            return 0;
-        n = pte | X86_A;
-    }
-    uint32_t p = UC_PROT_READ;
-    if (!(n & X86_NX))
-        p |= UC_PROT_EXEC;
-    if ((n & X86_RW) && (n & X86_D))
-        p |= UC_PROT_WRITE;
-    *new_pte = n;
-    *perms = p;
-    return 1;
-}
-
-static int a64_leaf(uint64_t pte, int access, uint64_t *new_pte, uint32_t *perms)
-{
-    if (!(pte & A64_VALID))
-        return 0;
-    int user = (pte & A64_USER) != 0;
-    int exec = !(pte & A64_UXN);
-    uint64_t n;
-    if (access == UC_MEM_WRITE) {
-        int writable = user && (!(pte & A64_RDONLY) || (pte & A64_DBM));
-        if (!writable)
-            return 0;
-        n = (pte | A64_AF) & ~A64_RDONLY;
-    } else {
-        if (access == UC_MEM_FETCH ? !exec : !user)
-            return 0;
-        n = pte | A64_AF;
-    }
-    uint32_t p = 0;
-    if (user)
-        p |= UC_PROT_READ;
-    if (exec)
-        p |= UC_PROT_EXEC;
-    if ((n & A64_USER) && !(n & A64_RDONLY))
-        p |= UC_PROT_WRITE;
-    *new_pte = n;
-    *perms = p;
-    return 1;
 }
 
 /* ---- set-associative caches ----------------------------------------------- */
