@@ -17,6 +17,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,8 @@ from bench.workloads import ARCHES, REPO
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_REPS = {"smoke": 1, "quick": 3, "full": 5}
-DEFAULT_TIMEOUT = {"smoke": 60.0, "quick": 120.0, "full": 600.0}
+#: per-run limit; a cell (workload, arch, variant) that hits it is not rerun
+DEFAULT_TIMEOUT = {"smoke": 30.0, "quick": 10.0, "full": 30.0}
 
 
 def machine_info() -> dict[str, Any]:
@@ -106,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default=str(RESULTS),
                    help="where to write the JSON and Markdown (default bench/results)")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
-                   help="per-run time limit (default 120 quick, 600 full)")
+                   help="per-run time limit; a cell that hits it is not rerun "
+                        "(default 10 quick, 30 full)")
     p.add_argument("--no-probe", action="store_true",
                    help="do not probe mmuemu variants with a tiny run before timing")
     p.add_argument("--list", action="store_true",
@@ -164,9 +167,8 @@ def run_bench(args: argparse.Namespace, tier: str, wls: list[workloads_mod.Workl
     load_start = _loadavg()
     avail, caps = variants_mod.detect(vs, probe=not args.no_probe)
     for v in vs:
-        a = avail[v.name]
-        if not a.available:
-            print(f"bench: {v.name}: unavailable: {a.reason}", file=sys.stderr)
+        if not avail[v.name].available:
+            print(f"bench: {v.name}: unavailable: {avail[v.name].reason}", file=sys.stderr)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="mmuemu-bench-"))
@@ -175,6 +177,7 @@ def run_bench(args: argparse.Namespace, tier: str, wls: list[workloads_mod.Workl
     root.mkdir()
     scratch.mkdir()
     records: list[RunRecord] = []
+    timed_out: dict[tuple[str, str, str], str] = {}
     plan = [(w, a) for w in wls for a in arches]
     cells = [(w, a, v) for (w, a) in plan for v in vs if avail[v.name].for_arch(a)[0]]
     total = len(cells) * reps
@@ -193,8 +196,14 @@ def run_bench(args: argparse.Namespace, tier: str, wls: list[workloads_mod.Workl
                     cmd, stats, trace = variants_mod.command(
                         v, a, w.binary(a), w.argv(tier), root, scratch, run_id)
                     rec = RunRecord(workload=w.name, arch=a, variant=v.name, rep=rep, argv=cmd)
-                    env = None if v.kind == "mmuemu" else dict(GUEST_ENV)
-                    measure(rec, root, timeout, stats, trace, env)
+                    cell = (w.name, a, v.name)
+                    if cell in timed_out:
+                        rec.status = f"{timed_out[cell]} (not rerun)"
+                    else:
+                        env = None if v.kind == "mmuemu" else dict(GUEST_ENV)
+                        measure(rec, root, timeout, stats, trace, env)
+                        if rec.status.startswith("failed: timed out"):
+                            timed_out[cell] = rec.status
                     records.append(rec)
                     done += 1
                     t = rec.emu_seconds if rec.emu_seconds is not None else rec.process_seconds
@@ -202,7 +211,8 @@ def run_bench(args: argparse.Namespace, tier: str, wls: list[workloads_mod.Workl
                     eta = elapsed / done * (total - done)
                     print(f"[{done}/{total} {elapsed:4.0f}s eta {eta:4.0f}s] rep {rep + 1} "
                           f"{w.name} {a} {v.name}: "
-                          + (f"{t:.3f} s ({rec.process_seconds:.2f} s process)" if rec.ok
+                          + (f"{t:.3f} s ({rec.process_seconds:.2f} s process)"
+                             if rec.ok and t is not None and rec.process_seconds is not None
                              else rec.status), file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -211,7 +221,7 @@ def run_bench(args: argparse.Namespace, tier: str, wls: list[workloads_mod.Workl
     targets = report.check_targets(rows)
     first_touch = report.first_touch_table(rows, tier)
     now = _dt.datetime.now().astimezone()
-    meta = {
+    meta: dict[str, Any] = {
         "schema": 1,
         "tier": tier,
         "date": now.strftime("%Y-%m-%d %H:%M %Z"),
@@ -275,6 +285,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except ValueError as e:
             parser.error(str(e))
         return profile(w, arches[0], args.mode, tier, args.top)
+    def _term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)  # clean up the scratch directory on kill
     try:
         return run_bench(args, tier, wls, arches, vs, argv)
     except KeyboardInterrupt:

@@ -128,8 +128,10 @@ def summarise(records: list[RunRecord], workloads: list[str], arches: list[str],
                     continue
                 row.status = "ok"
                 if len(good) < len(runs):
-                    row.notes.append(f"{len(runs) - len(good)} of {len(runs)} reps failed: "
-                                     f"{next(r.status for r in runs if not r.ok)}")
+                    why = next(r.status for r in runs if not r.ok).removeprefix("failed: ")
+                    why = why if len(why) <= 90 else why[:87] + "..."
+                    row.notes.append(f"{len(runs) - len(good)} of {len(runs)} reps failed "
+                                     f"({why})")
                 row.timing = "emulation" if good[0].emu_seconds is not None else "process"
                 row.seconds = Spread.of([t for r in good if (t := _timing_of(r)) is not None])
                 row.process_seconds = Spread.of([r.process_seconds for r in good

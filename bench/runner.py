@@ -87,6 +87,12 @@ def run_process(argv: list[str], cwd: Path, timeout: float,
         timer.start()
         try:
             _, status, rusage = os.wait4(proc.pid, 0)
+        except BaseException:  # interrupted: do not leave the child running
+            timer.cancel()
+            kill()
+            os.wait4(proc.pid, 0)
+            proc.returncode = -signal.SIGKILL
+            raise
         finally:
             timer.cancel()
         wall = time.perf_counter() - start

@@ -85,8 +85,9 @@ WORKLOADS: tuple[Workload, ...] = (
              "repeated (file faults with fault-around each pass)"),
     Workload(
         name="cow_fork", kind="cow", program="cow_fork",
-        args={"smoke": ("64",), "quick": ("2048", "2"), "full": ("8192", "2")},
-        what="fork + COW: parent and child each write every page of a shared anon region"),
+        args={"smoke": ("64",), "quick": ("2048",), "full": ("8192",)},
+        what="fork + COW: the child writes every page of an anon region shared at fork "
+             "(COW copies), the parent waits, then writes every page (reuse)"),
     Workload(
         name="compute", kind="compute", program="compute",
         args={"smoke": ("100000",), "quick": ("20000000",), "full": ("50000000",)},

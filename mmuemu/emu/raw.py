@@ -75,41 +75,42 @@ class RawMapper:
 
     def attach(self) -> None:
         """Map this address space back, then bring it up to date (a forked child
-        gets private copies of every page here: raw mode has no COW)."""
+        gets private copies of every page here: raw mode has no COW).
+
+        Pages are mapped in maximal runs that are contiguous both virtually and
+        physically and share permissions: one mem_map_ptr per run, since each
+        call walks Unicorn's list of RAM blocks.
+        """
         if self.attached:
             return
         self.attached = True
         saved = self._detached
         self._detached = {}
-        for start, n in _runs(sorted(saved)):
-            pte_pa = pte_offset_lookup(self.task.mm, start << 12)
-            base = None
-            for vpn in range(start, start + n):
-                pa = pte_offset_lookup(self.task.mm, vpn << 12)
-                pte = ptep_get(self.task.mm, pa) if pa is not None else 0
-                pfn = self.kern.fmt.pte_pfn(pte) if pte else None
-                if pfn is None or saved[vpn] != saved[start] or \
-                        (base is not None and pfn != base + (vpn - start)):
-                    break
-                if base is None:
-                    base = pfn
-            else:
-                if base is not None:
-                    self.uc.mem_map_ptr(start << 12, n << 12, saved[start],
-                                        self.kern.phys.address() + (base << 12))
-                    for vpn in range(start, start + n):
-                        self.mapped[vpn] = saved[vpn]
-                    continue
-            # not one contiguous run any more: map page by page
-            for vpn in range(start, start + n):
-                pa = pte_offset_lookup(self.task.mm, vpn << 12)
-                pte = ptep_get(self.task.mm, pa) if pa is not None else 0
-                if not pte:
-                    continue
-                self.uc.mem_map_ptr(vpn << 12, 4096, saved[vpn],
-                                    self.kern.phys.address() + (self.kern.fmt.pte_pfn(pte) << 12))
-                self.mapped[vpn] = saved[vpn]
-            del pte_pa
+        mm = self.task.mm
+        fmt = self.kern.fmt
+        base_ptr = self.kern.phys.address()
+        run_vpn = run_pfn = run_len = run_perms = -1
+
+        def flush_run() -> None:
+            if run_len > 0:
+                self.uc.mem_map_ptr(run_vpn << 12, run_len << 12, run_perms,
+                                    base_ptr + (run_pfn << 12))
+                for v in range(run_vpn, run_vpn + run_len):
+                    self.mapped[v] = run_perms
+
+        for vpn in sorted(saved):
+            pa = pte_offset_lookup(mm, vpn << 12)
+            pte = ptep_get(mm, pa) if pa is not None else 0
+            if not pte:
+                continue
+            pfn, perms = fmt.pte_pfn(pte), saved[vpn]
+            if (run_len > 0 and vpn == run_vpn + run_len and pfn == run_pfn + run_len
+                    and perms == run_perms):
+                run_len += 1
+                continue
+            flush_run()
+            run_vpn, run_pfn, run_len, run_perms = vpn, pfn, 1, perms
+        flush_run()
         self.sync()
 
     def grow_stack_fully(self) -> None:

@@ -1,0 +1,103 @@
+"""Smoke test of the benchmark harness (``python -m bench``): it runs, it writes
+sane JSON and Markdown, and it reports failures and missing variants honestly.
+No timing assertions."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from bench import report, variants  # noqa: E402
+from bench.runner import RunRecord, _reason  # noqa: E402
+
+
+def _bench(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", *args, "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_smoke_run_writes_json_and_markdown(tmp_path: Path) -> None:
+    # --timeout 4: raw mode's fork is very slow; its cow_fork run may hit the limit,
+    # which is reported as a failure, never as a figure.
+    r = _bench("--tier", "smoke", "--workloads", "compute,cow_fork", "--arch", "x86_64",
+               "--variants", "raw,fast,exact", "--reps", "1", "--timeout", "4", out=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (js,) = tmp_path.glob("*-smoke.json")
+    doc = json.loads(js.read_text())
+    assert doc["tier"] == "smoke" and doc["reps"] == 1
+    assert doc["machine"]["cores"] >= 1 and doc["machine"]["cpu"]
+    assert doc["machine"]["unicorn"] and doc["machine"]["python"]
+    rows = {(s["workload"], s["variant"]): s for s in doc["summary"]}
+    for v in ("raw", "fast"):
+        s = rows[("compute", v)]
+        assert s["status"] == "ok", s
+        assert s["arch"] == "x86_64" and s["timing"] == "emulation"
+        assert s["seconds"]["median"] > 0 and s["process_seconds"]["median"] > 0
+        assert s["instructions"] > 100_000 and s["mips"] > 0
+        assert s["maxrss_mib"] > 1
+    assert rows[("compute", "raw")]["ratio_to_raw"] == pytest.approx(1.0)
+    assert rows[("compute", "fast")]["ratio_to_raw"] > 0
+    # exact: either measured or honestly unavailable; never a number without a run
+    ex = rows[("compute", "exact")]
+    assert ex["status"] == "ok" or ex["status"].startswith(("unavailable", "failed"))
+    if ex["status"] != "ok":
+        assert ex["seconds"] is None and ex["ratio_to_raw"] is None
+    # cow_fork: ok, or failed with a reason and no figures
+    for v in ("raw", "fast"):
+        s = rows[("cow_fork", v)]
+        if s["status"] != "ok":
+            assert s["status"].startswith(("failed: exit", "failed: timed out")), s["status"]
+            assert s["seconds"] is None and s["ratio_to_raw"] is None
+    runs = doc["runs"]
+    assert {r["variant"] for r in runs} >= {"raw", "fast"}
+    assert all(r["maxrss_kib"] for r in runs)
+    md = (tmp_path / "latest.md").read_text()
+    assert "| workload | arch | variant |" in md
+    assert "`compute 100000`" in md and "### Targets" in md
+    assert md == next(tmp_path.glob("*-smoke.md")).read_text()
+
+
+def test_bad_arguments_exit_2(tmp_path: Path) -> None:
+    r = _bench("--workloads", "nope", out=tmp_path)
+    assert r.returncode == 2 and "unknown workload" in r.stderr
+    r = _bench("--variants", "turbo", out=tmp_path)
+    assert r.returncode == 2 and "unknown variant" in r.stderr
+
+
+def test_cli_caps_parses_modes_and_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    help_text = ("usage: mmuemu run [-h] [--mode {fast,raw,exact}] [--trace FILE]\n"
+                 "  --mode {fast,raw,exact}\n  --trace FILE  write a trace\n")
+
+    class Done:
+        returncode, stdout, stderr = 0, help_text, ""
+
+    monkeypatch.setattr(variants.subprocess, "run", lambda *a, **k: Done())
+    caps = variants.cli_caps()
+    assert caps.modes == ("fast", "raw", "exact")
+    assert "--trace" in caps.options and "--profile" not in caps.options
+
+
+def test_spread_targets_and_reason() -> None:
+    s = report.Spread.of([3.0, 1.0, 2.0])
+    assert (s.median, s.lo, s.hi, s.n) == (2.0, 1.0, 3.0, 3)
+    assert report.Spread.of([1.0, 2.0, 3.0, 4.0, 100.0]).median == 3.0
+    msg = _reason(1, "mmuemu: warning: unsupported syscall fork (57)\nx: fork: error 38\n")
+    assert msg == "exit 1: unsupported syscall fork (57); x: fork: error 38"
+    assert _reason(-9, "") == "killed by signal 9"
+
+
+def test_output_mismatch_marks_run_failed() -> None:
+    def rec(variant: str, out: str) -> RunRecord:
+        return RunRecord("compute", "x86_64", variant, 0, [], ok=True, status="ok",
+                         stdout=out, process_seconds=0.1)
+
+    runs = [rec("raw", "a\n"), rec("native", "a\n"), rec("fast", "b\n")]
+    report.check_outputs(runs)
+    assert runs[0].ok and runs[1].ok
+    assert not runs[2].ok and "differs from the native run" in runs[2].status
