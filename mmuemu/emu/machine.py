@@ -269,9 +269,14 @@ class Machine:
             self._hooks.extend(self.exact.attach(uc, self.native))
             self._hooks.append(uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._on_tlb_fault))
         else:
+            # native walk → (on failure) the Python page-fault handler → native
+            # walk again: Unicorn calls fill hooks in order until one returns
+            # True, so after a resolved fault the retry walk stays in C.
             self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_TLB_FILL,
                                                self.native.tlb_fill_addr, self.native.state_addr))
             self._hooks.append(uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._on_tlb_fault))
+            self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_TLB_FILL,
+                                               self.native.tlb_fill_addr, self.native.state_addr))
         self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_BLOCK,
                                            self.native.block_hook_addr, self.native.state_addr))
         self.native.set_count_block(self._count_block)
@@ -309,7 +314,12 @@ class Machine:
 
     def _on_tlb_fault(self, uc: unicorn.Uc, vaddr: int, access: int, entry: Any,
                       user_data: Any) -> bool:
-        """Second fill hook: the native walk failed, so this is a page fault."""
+        """Second fill hook: the native walk failed, so this is a page fault.
+
+        Returns False once the kernel has resolved it (fast mode: the native
+        hook registered after this one then walks and fills) or when the
+        fault ends in a signal (no hook fills, and the run stops).
+        """
         try:
             acc = Access(access)
             outcome = do_user_addr_fault(self.task, vaddr, _ACCESS_TYPE[acc])
@@ -317,6 +327,8 @@ class Machine:
                 self._fault = self._hw_fault(vaddr, acc)
                 self._pending_signal = outcome.signal
                 return False
+            if self.exact is None:
+                return False  # resolved: the native hook after this one fills
             res = self.native.walk(vaddr, acc)
             if not res.ok:
                 raise AssertionError(f"fault at {vaddr:#x} ({acc.name}) resolved by the kernel "
