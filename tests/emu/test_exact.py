@@ -571,8 +571,10 @@ def _run_machine(arch: str, prog: str, args: list[str], mode: str,
     from mmuemu.config import RunConfig
     from mmuemu.emu.machine import Machine
     from tests.conftest import guest
+    import tempfile
     path = guest(arch, prog)  # skips if this checkout lacks the program
-    m = Machine(path, args, rconfig=RunConfig(mode=mode),  # type: ignore[call-arg]
+    root = tempfile.mkdtemp(prefix="mmuemu-exact-")  # the guest's files stay out of the repo
+    m = Machine(path, args, rconfig=RunConfig(mode=mode, root=root),  # type: ignore[call-arg]
                 tlb_overrides=overrides)
     res = m.run()
     assert res.exit_code == 0, (mode, res)
