@@ -109,6 +109,9 @@ def build_parser() -> _Parser:
                      help="after the guest's SYSCALL-th system call, run an inspector "
                           "command as if written to /proc/mtest: findpage 0xADDR (in the "
                           "calling task) or findtask PID")
+    run.add_argument("--debug-vm", action="store_true",
+                     help="check the VMA tree (validate_mm, browse_rb), the anon_vma and "
+                          "i_mmap interval trees and every page's mapcount after each syscall")
     run.add_argument("--quantum", type=_positive_int, default=RunConfig().quantum, metavar="N",
                      help="scheduler time slice in guest instructions when several tasks "
                           "run (default 50000)")
@@ -196,7 +199,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     rconfig = RunConfig(mode=args.mode, root=args.root, strict=args.strict,
                         insn_limit=args.insn_limit, time_limit=args.time_limit,
-                        quantum=args.quantum, log=args.log or "", inspect_at=inspect)
+                        quantum=args.quantum, log=args.log or "", inspect_at=inspect,
+                        debug_vm=args.debug_vm)
     try:
         tracer = tracer_from_args(args)
     except ValueError as e:

@@ -50,6 +50,8 @@ class RunConfig:
                          "'' = stderr")
     inspect_at: tuple[int, str] | None = _knob(None, "(syscall number, /proc/mtest command) "
                                                      "to run during the run")
+    debug_vm: bool = _knob(False, "run validate_mm and the mapcount/RSS checks after "
+                                  "every syscall (CONFIG_DEBUG_VM)")
     quantum: int = _knob(50_000, "scheduler time slice in guest instructions (with several tasks)")
     env: tuple[str, ...] = _knob(("PATH=/bin:/usr/bin", "HOME=/", "TERM=dumb", "LANG=C"),
                                  "the guest's environment")

@@ -393,6 +393,8 @@ class Machine:
         inspect = self.rconfig.inspect_at
         if inspect is not None and self.syscalls == inspect[0]:
             self.kern.mtest.command(self.task, inspect[1])
+        if self.rconfig.debug_vm:
+            self._debug_vm()
         if self.raw is not None and spec.syscall_names.get(nr) in _MM_SYSCALLS:
             self.raw.sync()
 
@@ -430,6 +432,15 @@ class Machine:
             where = f" in {name}[{vma.vm_start:x}+{vma.vm_end - vma.vm_start:x}]"
         code = self.spec.fault_code(f)
         return self.spec.segfault_message(self.task.comm, self.task.pid, f, pc, sp, code, where)
+
+    def _debug_vm(self) -> None:
+        """--debug-vm: every live mm's tree and every mapped page's counts."""
+        from mmuemu.kernel.debug_vm import check_mapcounts, validate_mm
+        live = [t.mm for t in self.kern.tasks.values()
+                if t.state in (TaskState.RUNNING, TaskState.SLEEPING)]
+        for mm in live:
+            validate_mm(mm)
+        check_mapcounts(self.kern, live)
 
     # --- processes: the emulator side of fork, wait and kill ---------------------------
     def fork_context(self, child: TaskStruct) -> None:

@@ -116,14 +116,14 @@ class RawMapper:
     def grow_stack_fully(self) -> None:
         """Give the stack VMA its whole RLIMIT_STACK now (it cannot fault to grow)."""
         mm = self.task.mm
-        for vma in mm.mmap:
+        for vma in list(mm.mm_rb):
             if vma.vm_flags & VM.GROWSDOWN:
                 expand_stack(mm, vma, vma.vm_end - self.kern.config.stack_rlimit + PAGE)
 
     def sync(self) -> None:
         """Unmap what no VMA covers, re-protect changed pages, populate new ones."""
         wanted: dict[int, tuple[int, VmAreaStruct]] = {}
-        for vma in self.task.mm.mmap:
+        for vma in self.task.mm.mm_rb:
             perms = _uc_perms(vma.vm_flags)
             for vpn in range(vma.vm_start >> 12, vma.vm_end >> 12):
                 wanted[vpn] = (perms, vma)

@@ -24,7 +24,7 @@ from mmuemu.kernel.fs import VmOperations
 from mmuemu.kernel.mm_types import VM, VM_STACK_FLAGS, MmStruct, VmAreaStruct, VmFault, VmFaultReason
 from mmuemu.kernel.mmap import (
     MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE, do_brk_flags, do_mmap,
-    get_unmapped_area, vm_get_page_prot, vm_stat_account, vma_link,
+    get_unmapped_area, vm_get_page_prot, vm_stat_account, vma_adjust, vma_link,
 )
 from mmuemu.kernel.sched import TaskStruct
 from mmuemu.kernel.uaccess import UserFault, copy_to_user
@@ -241,8 +241,8 @@ def load_elf_binary(kern: "Kernel", task: TaskStruct, path: str, argv: list[byte
     phdr_addr = first["p_vaddr"] - first["p_offset"] + hdr["e_phoff"]
     sp = _create_elf_tables(task, stack, stack_top, path, argv, envp, arch, hdr, phdr_addr)
     # setup_arg_pages(): the stack VMA gets 128 KiB below the argument pages.
-    stack.vm_start = (stack.vm_start - STACK_EXPAND) & ~0xFFF
-    stack.vm_pgoff = stack.vm_start >> 12
+    new_start = (stack.vm_start - STACK_EXPAND) & ~0xFFF
+    vma_adjust(mm, stack, new_start, stack.vm_end, new_start >> 12)
     vm_stat_account(mm, stack_flags, STACK_EXPAND >> 12)
     mm.start_stack = sp
     task.set_comm(os.path.basename(path))
@@ -320,8 +320,7 @@ def _create_elf_tables(task: TaskStruct, stack: VmAreaStruct, stack_top: int, pa
     # the argument pages must be inside the stack VMA before the copy
     need = p & ~0xFFF
     if need < stack.vm_start:
-        stack.vm_start = need
-        stack.vm_pgoff = need >> 12
+        vma_adjust(mm, stack, need, stack.vm_end, need >> 12)
     _copy(task, p, bytes(blob))
     mm.arg_start, mm.arg_end = arg_start, env_start
     mm.env_start, mm.env_end = env_start, execfn_addr

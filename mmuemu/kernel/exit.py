@@ -6,24 +6,24 @@ parent's wait4(); the parent's children are handed to pid 1 as on Linux.
 """
 from __future__ import annotations
 
+from mmuemu.kernel.interval_tree import vma_interval_tree_remove
 from mmuemu.kernel.mm_types import MmStruct
 from mmuemu.kernel.mmap import remove_vma, unmap_region
+from mmuemu.kernel.vma_tree import vma_tree_clear
 from mmuemu.kernel.sched import TaskState, TaskStruct
 
 
 def exit_mmap(mm: MmStruct) -> None:
     """exit_mmap(): unmap and free everything, including the page-table pages."""
     kern = mm.kernel
-    vmas = list(mm.mmap)
+    vmas = list(mm.mm_rb)
     if vmas:
         unmap_region(mm, vmas, 0, mm.task_size, 0, 0)
     for vma in vmas:
         if vma.vm_file is not None:
-            vma.vm_file.f_mapping.i_mmap.remove(vma)
+            vma_interval_tree_remove(vma, vma.vm_file.f_mapping.i_mmap)
         remove_vma(vma)
-    mm.mmap.clear()
-    mm.vm_ends.clear()
-    mm.map_count = 0
+    vma_tree_clear(mm.mm_rb)
     kern.put_page(kern.pfn_to_page(mm.pgd >> 12))
     mm.mm_users = 0
 

@@ -416,8 +416,9 @@ def generic_file_read(kern: "Kernel", file: File, pos: int, count: int) -> bytes
 def unmap_mapping_range(kern: "Kernel", mapping: AddressSpace, first: int) -> None:
     """unmap_mapping_range(): zap every PTE that maps page index >= ``first``
     of this file, in every VMA on i_mmap (shared and private), as truncate does."""
+    from mmuemu.kernel.interval_tree import vma_interval_tree_foreach
     from mmuemu.kernel.madvise import zap_page_range
-    for vma in list(mapping.i_mmap):
+    for vma in list(vma_interval_tree_foreach(mapping.i_mmap, first, (1 << 64) - 1)):
         npages = (vma.vm_end - vma.vm_start) >> 12
         if vma.vm_pgoff + npages <= first:
             continue

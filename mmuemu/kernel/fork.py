@@ -91,7 +91,7 @@ def dup_mmap(mm: MmStruct, oldmm: MmStruct) -> int:
     for name in ("start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
                  "start_stack", "arg_start", "arg_end", "env_start", "env_end"):
         setattr(mm, name, getattr(oldmm, name))
-    for mpnt in oldmm.mmap:
+    for mpnt in list(oldmm.mm_rb):
         if mpnt.vm_flags & VM.DONTCOPY:
             continue
         tmp = VmAreaStruct(vm_mm=mm, vm_start=mpnt.vm_start, vm_end=mpnt.vm_end,

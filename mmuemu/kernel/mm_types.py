@@ -14,6 +14,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
+from mmuemu.kernel.rbtree import RbNode, RbRootCached
+from mmuemu.kernel.vma_tree import VmaTree
+
 if TYPE_CHECKING:
     from mmuemu.kernel.kernel import Kernel
     from mmuemu.kernel.radix_tree import RadixTreeRoot
@@ -230,8 +233,8 @@ class AddressSpace:
     """struct address_space: a file's page cache and its mappings.
 
     page_tree is the radix tree of cached pages indexed by page offset;
-    i_mmap holds every VMA mapping the file (an interval tree in Linux; here a
-    list kept in insertion order, looked up by pgoff range).
+    i_mmap is the interval tree of every VMA mapping the file, keyed by
+    [vm_pgoff, last pgoff] (vma_interval_tree_* in interval_tree.py).
     """
 
     kaddr: int
@@ -239,7 +242,7 @@ class AddressSpace:
     page_tree: "RadixTreeRoot"
     a_ops: "AddressSpaceOperations"
     nrpages: int = 0
-    i_mmap: list["VmAreaStruct"] = field(default_factory=list)
+    i_mmap: RbRootCached["VmAreaStruct"] = field(default_factory=RbRootCached)
     i_mmap_writable: int = 0
     writeback_index: int = 0
     flags: int = 0
@@ -281,8 +284,8 @@ class AnonVma:
     """struct anon_vma: where anonymous pages of related VMAs point.
 
     root is the oldest anon_vma of the fork tree (itself for a fresh one);
-    head lists the anon_vma_chains of every VMA that may map its pages
-    (an interval tree keyed by pgoff in later kernels).
+    rb_root is the interval tree of the anon_vma_chains of every VMA that may
+    map its pages, keyed by the VMA's pgoff range (anon_vma_interval_tree_*).
     """
 
     kaddr: int
@@ -290,20 +293,37 @@ class AnonVma:
     refcount: int = 1
     degree: int = 1
     parent: Optional["AnonVma"] = None
-    head: list["AnonVmaChain"] = field(default_factory=list)
+    rb_root: RbRootCached["AnonVmaChain"] = field(default_factory=RbRootCached)
 
 
 @dataclass(slots=True, eq=False)
 class AnonVmaChain:
-    """struct anon_vma_chain: links one VMA with one anon_vma (both lists)."""
+    """struct anon_vma_chain: links one VMA with one anon_vma.
+
+    It sits on vma->anon_vma_chain (a list) and in anon_vma->rb_root (an
+    interval tree: rb, rb_subtree_last; cached_vma_start/last are
+    CONFIG_DEBUG_VM_RB's record of the interval it was filed under).
+    """
 
     vma: "VmAreaStruct"
     anon_vma: AnonVma
+    rb: RbNode["AnonVmaChain"] = field(init=False, repr=False)
+    rb_subtree_last: int = field(default=0, repr=False)
+    cached_vma_start: int = field(default=0, repr=False)
+    cached_vma_last: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        self.rb = RbNode(self)
 
 
 @dataclass(slots=True, eq=False)
 class VmAreaStruct:
-    """struct vm_area_struct: one mapped region [vm_start, vm_end) of an mm."""
+    """struct vm_area_struct: one mapped region [vm_start, vm_end) of an mm.
+
+    vm_next/vm_prev (the address-sorted list), vm_rb and rb_subtree_gap
+    belong to the mm's VmaTree; shared_rb and shared_rb_subtree_last
+    (vma->shared.rb, vma->shared.rb_subtree_last) to the file's i_mmap tree.
+    """
 
     vm_mm: "MmStruct"
     vm_start: int
@@ -316,6 +336,17 @@ class VmAreaStruct:
     anon_vma: Optional[AnonVma] = None
     anon_vma_chain: list[AnonVmaChain] = field(default_factory=list)
     vm_private_data: object = None
+    vm_next: Optional["VmAreaStruct"] = field(default=None, repr=False)
+    vm_prev: Optional["VmAreaStruct"] = field(default=None, repr=False)
+    vm_rb: RbNode["VmAreaStruct"] = field(init=False, repr=False)
+    #: largest free gap below any VMA of this vm_rb subtree (vma_tree.py)
+    rb_subtree_gap: int = field(default=0, repr=False)
+    shared_rb: RbNode["VmAreaStruct"] = field(init=False, repr=False)
+    shared_rb_subtree_last: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        self.vm_rb = RbNode(self)
+        self.shared_rb = RbNode(self)
 
     def __repr__(self) -> str:
         return f"<vma {self.vm_start:#x}-{self.vm_end:#x} {int(self.vm_flags):#x}>"
@@ -325,18 +356,18 @@ class VmAreaStruct:
 class MmStruct:
     """struct mm_struct: one address space.
 
-    The VMAs are kept in address order in ``mmap`` (the vm_next list) with a
-    parallel list of vm_end values for binary search (find_vma); pgd is the
-    physical address of the top-level page table.
+    The VMAs live in ``mm_rb``, a :class:`VmaTree`: the rbtree with
+    rb_subtree_gap (mm->mm_rb), the vm_next list from ``mmap`` (the lowest
+    VMA, mm->mmap), map_count and highest_vm_end. Iterate over ``mm.mm_rb``
+    for the VMAs in address order. pgd is the physical address of the
+    top-level page table.
     """
 
     kernel: "Kernel"
     pgd: int
-    mmap: list[VmAreaStruct] = field(default_factory=list)
-    vm_ends: list[int] = field(default_factory=list)
+    mm_rb: VmaTree[VmAreaStruct] = field(init=False, repr=False)
     mmap_base: int = 0
     task_size: int = 0
-    map_count: int = 0
     total_vm: int = 0
     exec_vm: int = 0
     stack_vm: int = 0
@@ -361,6 +392,24 @@ class MmStruct:
     mm_users: int = 1
     #: ASID (arm64) / PCID (x86-64) given to this address space
     context_id: int = 0
+
+    def __post_init__(self) -> None:
+        self.mm_rb = VmaTree(stack_guard_gap=self.kernel.config.stack_guard_gap_pages << 12)
+
+    @property
+    def mmap(self) -> Optional[VmAreaStruct]:
+        """mm->mmap: the lowest VMA, head of the vm_next list (None if empty)."""
+        return self.mm_rb.mmap
+
+    @property
+    def map_count(self) -> int:
+        """mm->map_count: the number of VMAs."""
+        return self.mm_rb.map_count
+
+    @property
+    def highest_vm_end(self) -> int:
+        """mm->highest_vm_end: vm_end_gap() of the highest VMA."""
+        return self.mm_rb.highest_vm_end
 
 
 @dataclass(slots=True, eq=False)

@@ -1,18 +1,26 @@
 """VMA management: mmap, munmap, brk, stack growth, mprotect (mm/mmap.c, mm/mprotect.c).
 
-The VMAs of an mm are kept in address order in ``mm.mmap`` with a parallel
-sorted list of their vm_end values, so find_vma() is a binary search (the
-rb-tree's job in Linux). get_unmapped_area() searches top-down from
-mmap_base for the highest gap that fits, honouring the stack guard gap below
-VM_GROWSDOWN VMAs, as Linux's vm_unmapped_area() does.
+The VMAs of an mm live in ``mm.mm_rb`` (vma_tree.VmaTree): the rbtree
+augmented with rb_subtree_gap, the vm_next/vm_prev list, map_count and
+highest_vm_end, as in Linux 3.8-6.0. find_vma() walks the rbtree (after the
+mmap_cache); get_unmapped_area() searches top-down from mmap_base with
+vm_unmapped_area(), using the gaps stored in the tree, honouring the stack
+guard gap below VM_GROWSDOWN VMAs. A file VMA is also on its mapping's i_mmap
+interval tree, and each anon_vma_chain on its anon_vma's tree, keyed by
+vm_pgoff: whoever moves vm_start, vm_end or vm_pgoff of a linked VMA goes
+through vma_adjust(), which takes it off those trees and puts it back.
 """
 from __future__ import annotations
 
-import bisect
 import errno
 from typing import Optional
 
 from mmuemu.hw.pte import VmProt
+from mmuemu.kernel import vma_tree
+from mmuemu.kernel.interval_tree import (
+    anon_vma_interval_tree_insert, anon_vma_interval_tree_remove, vma_interval_tree_insert,
+    vma_interval_tree_remove,
+)
 from mmuemu.kernel.mm_types import (
     VM, File, MmStruct, VmAreaStruct,
 )
@@ -75,24 +83,12 @@ def calc_vm_prot_bits(prot: int) -> int:
 
 def find_vma(mm: MmStruct, addr: int) -> Optional[VmAreaStruct]:
     """find_vma(): the first VMA with vm_end > addr (it may start above addr)."""
-    i = bisect.bisect_right(mm.vm_ends, addr)
-    return mm.mmap[i] if i < len(mm.mmap) else None
+    return vma_tree.find_vma(mm.mm_rb, addr)
 
 
 def find_vma_prev(mm: MmStruct, addr: int) -> tuple[Optional[VmAreaStruct], Optional[VmAreaStruct]]:
     """find_vma_prev(): (find_vma(addr), the VMA before it)."""
-    i = bisect.bisect_right(mm.vm_ends, addr)
-    vma = mm.mmap[i] if i < len(mm.mmap) else None
-    prev = mm.mmap[i - 1] if i > 0 else None
-    return vma, prev
-
-
-def vma_index(mm: MmStruct, vma: VmAreaStruct) -> int:
-    """Position of ``vma`` in the address-ordered list."""
-    i = bisect.bisect_left(mm.vm_ends, vma.vm_end)
-    while mm.mmap[i] is not vma:
-        i += 1
-    return i
+    return vma_tree.find_vma_prev(mm.mm_rb, addr)
 
 
 def vma_pages(vma: VmAreaStruct) -> int:
@@ -116,7 +112,7 @@ def __vma_link_file(vma: VmAreaStruct) -> None:
         mapping = vma.vm_file.f_mapping
         if vma.vm_flags & VM.SHARED:
             mapping.i_mmap_writable += 1
-        mapping.i_mmap.append(vma)
+        vma_interval_tree_insert(vma, mapping.i_mmap)
 
 
 def __vma_unlink_file(vma: VmAreaStruct) -> None:
@@ -124,61 +120,87 @@ def __vma_unlink_file(vma: VmAreaStruct) -> None:
         mapping = vma.vm_file.f_mapping
         if vma.vm_flags & VM.SHARED:
             mapping.i_mmap_writable -= 1
-        mapping.i_mmap.remove(vma)
+        vma_interval_tree_remove(vma, mapping.i_mmap)
 
 
 def vma_link(mm: MmStruct, vma: VmAreaStruct) -> None:
-    """vma_link(): insert into the address-ordered list/tree and the file's i_mmap."""
-    i = bisect.bisect_left(mm.vm_ends, vma.vm_end)
-    mm.mmap.insert(i, vma)
-    mm.vm_ends.insert(i, vma.vm_end)
+    """vma_link(): insert into the vm_next list and the rbtree (map_count++),
+    then into the file's i_mmap."""
+    vma_tree._insert_vm_struct(mm.mm_rb, vma)
     __vma_link_file(vma)
-    mm.map_count += 1
 
 
 def __vma_unlink(mm: MmStruct, vma: VmAreaStruct) -> None:
-    i = vma_index(mm, vma)
-    del mm.mmap[i]
-    del mm.vm_ends[i]
-    mm.map_count -= 1
+    """Off the rbtree and the list (map_count--, the gap above prev updated)."""
+    vma_tree.vma_tree_remove(mm.mm_rb, vma)
+
+
+def anon_vma_interval_tree_pre_update_vma(vma: VmAreaStruct) -> None:
+    """anon_vma_interval_tree_pre_update_vma(): before vm_start/vm_end/vm_pgoff
+    change, take the VMA's chains off their anon_vmas' interval trees."""
+    for avc in vma.anon_vma_chain:
+        anon_vma_interval_tree_remove(avc, avc.anon_vma.rb_root)
+
+
+def anon_vma_interval_tree_post_update_vma(vma: VmAreaStruct) -> None:
+    """anon_vma_interval_tree_post_update_vma(): file them again under the new interval."""
+    for avc in vma.anon_vma_chain:
+        anon_vma_interval_tree_insert(avc, avc.anon_vma.rb_root)
+
+
+def vma_adjust(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, pgoff: int) -> None:
+    """__vma_adjust() for a linked VMA changing in place (no insert, no remove):
+    new bounds and pgoff, kept right in i_mmap, the anon_vma trees and the
+    rbtree gaps. The caller keeps the VMAs ordered and non-overlapping."""
+    mapping = vma.vm_file.f_mapping if vma.vm_file is not None else None
+    anon_vma_interval_tree_pre_update_vma(vma)
+    if mapping is not None:
+        vma_interval_tree_remove(vma, mapping.i_mmap)
+    start_changed, end_changed = start != vma.vm_start, end != vma.vm_end
+    vma.vm_start, vma.vm_end, vma.vm_pgoff = start, end, pgoff
+    if mapping is not None:
+        vma_interval_tree_insert(vma, mapping.i_mmap)
+    anon_vma_interval_tree_post_update_vma(vma)
+    vma_tree.vma_adjust_gaps(mm.mm_rb, vma, start_changed, end_changed)
+    if mm.mm_rb.debug_vm_rb:
+        from mmuemu.kernel.debug_vm import validate_mm
+        validate_mm(mm)
 
 
 def _vma_set_end(mm: MmStruct, vma: VmAreaStruct, end: int) -> None:
-    i = vma_index(mm, vma)
-    vma.vm_end = end
-    mm.vm_ends[i] = end
+    """vma_adjust(vma, vma->vm_start, end, vma->vm_pgoff)."""
+    vma_adjust(mm, vma, vma.vm_start, end, vma.vm_pgoff)
 
 
 def vm_start_gap(vma: VmAreaStruct) -> int:
     """vm_start_gap(): a stack VMA's start less the stack guard gap."""
-    start = vma.vm_start
-    if vma.vm_flags & VM.GROWSDOWN:
-        gap = vma.vm_mm.kernel.config.stack_guard_gap_pages << 12
-        start = max(0, start - gap)
-    return start
+    return vma_tree.vm_start_gap(vma, vma.vm_mm.mm_rb.stack_guard_gap)
+
+
+def vm_end_gap(vma: VmAreaStruct) -> int:
+    """vm_end_gap(): vm_end (no VM_GROWSUP on x86-64 or arm64)."""
+    return vma_tree.vm_end_gap(vma, vma.vm_mm.mm_rb.stack_guard_gap)
 
 
 # --- placing new mappings -------------------------------------------------------
 
 def unmapped_area_topdown(mm: MmStruct, length: int, low_limit: int, high_limit: int) -> int:
-    """unmapped_area_topdown(): highest [addr, addr+length) in a gap below high_limit."""
-    gap_end = high_limit
-    for vma in reversed(mm.mmap):
-        if vma.vm_start >= high_limit:
-            continue
-        gap_start = vma.vm_end
-        top = min(gap_end, high_limit)
-        if top - length >= max(gap_start, low_limit) and top >= length:
-            return (top - length) & ~(PAGE_SIZE - 1)
-        gap_end = vm_start_gap(vma)
-    top = min(gap_end, high_limit)
-    if top - length >= low_limit:
-        return (top - length) & ~(PAGE_SIZE - 1)
-    return -errno.ENOMEM
+    """unmapped_area_topdown(): the highest [addr, addr+length) in a gap, within
+    [low_limit, high_limit); O(log n) on the tree's rb_subtree_gap. -ENOMEM if none."""
+    return vma_tree.unmapped_area_topdown(mm.mm_rb, length, low_limit, high_limit)
+
+
+def task_unmapped_base(mm: MmStruct) -> int:
+    """TASK_UNMAPPED_BASE: the bottom-up allocator's floor (x86-64: TASK_SIZE/3,
+    arm64: DEFAULT_MAP_WINDOW/4, page aligned)."""
+    div = 4 if mm.kernel.fmt.name == "aarch64" else 3
+    return (mm.task_size // div + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
 
 
 def get_unmapped_area(mm: MmStruct, addr: int, length: int, flags: int) -> int:
-    """get_unmapped_area(): honour MAP_FIXED, then a free hint, else search top-down."""
+    """get_unmapped_area() → arch_get_unmapped_area_topdown(): honour MAP_FIXED,
+    then a free hint, else vm_unmapped_area() top-down below mmap_base, falling
+    back to bottom-up from TASK_UNMAPPED_BASE when that fails."""
     if length > mm.task_size:
         return -errno.ENOMEM
     if flags & MAP_FIXED:
@@ -190,9 +212,14 @@ def get_unmapped_area(mm: MmStruct, addr: int, length: int, flags: int) -> int:
         vma, prev = find_vma_prev(mm, addr)
         if (mm.task_size - length >= addr and addr >= MMAP_MIN_ADDR
                 and (vma is None or addr + length <= vm_start_gap(vma))
-                and (prev is None or addr >= prev.vm_end)):
+                and (prev is None or addr >= vm_end_gap(prev))):
             return addr
-    return unmapped_area_topdown(mm, length, max(PAGE_SIZE, MMAP_MIN_ADDR), mm.mmap_base)
+    addr = unmapped_area_topdown(mm, length, max(PAGE_SIZE, MMAP_MIN_ADDR), mm.mmap_base)
+    if addr < 0:
+        # A failed mmap() very likely causes application failure, so fall
+        # back to the bottom-up search (large stack limits, large mappings).
+        addr = vma_tree.unmapped_area(mm.mm_rb, length, task_unmapped_base(mm), mm.task_size)
+    return addr
 
 
 # --- merging -----------------------------------------------------------------------
@@ -231,8 +258,7 @@ def vma_merge(mm: MmStruct, prev: Optional[VmAreaStruct], addr: int, end: int, v
     swallow next when the new range fills the hole exactly), or extend next
     downwards. Returns the VMA now covering the range, or None.
     """
-    i = bisect.bisect_right(mm.vm_ends, addr)
-    nxt = mm.mmap[i] if i < len(mm.mmap) else None
+    nxt = find_vma(mm, addr)
     if nxt is not None and nxt.vm_start < end:
         return None
     npages = (end - addr) >> 12
@@ -253,8 +279,7 @@ def vma_merge(mm: MmStruct, prev: Optional[VmAreaStruct], addr: int, end: int, v
             _vma_set_end(mm, prev, end)
         return prev
     if merge_next and nxt is not None:
-        nxt.vm_start = addr
-        nxt.vm_pgoff = pgoff
+        vma_adjust(mm, nxt, addr, nxt.vm_end, pgoff)
         return nxt
     return None
 
@@ -263,8 +288,7 @@ def vma_merge_neighbours(mm: MmStruct, vma: VmAreaStruct) -> VmAreaStruct:
     """The merge step of mprotect_fixup()/madvise_update_vma(): after ``vma``'s
     flags changed, fold it into an identical neighbour (prev absorbs it, then
     it absorbs next), as vma_merge() does there. Returns the surviving VMA."""
-    i = vma_index(mm, vma)
-    prev = mm.mmap[i - 1] if i > 0 else None
+    prev = vma.vm_prev
     if (prev is not None and prev.vm_end == vma.vm_start
             and can_vma_merge_after(prev, vma.vm_flags, vma.anon_vma, vma.vm_file, vma.vm_pgoff)):
         if prev.anon_vma is None and vma.anon_vma is not None:
@@ -273,8 +297,7 @@ def vma_merge_neighbours(mm: MmStruct, vma: VmAreaStruct) -> VmAreaStruct:
         remove_vma_from_mm(mm, vma)
         _vma_set_end(mm, prev, end)
         vma = prev
-        i -= 1
-    nxt = mm.mmap[i + 1] if i + 1 < len(mm.mmap) else None
+    nxt = vma.vm_next
     if (nxt is not None and nxt.vm_start == vma.vm_end
             and can_vma_merge_before(nxt, vma.vm_flags, vma.anon_vma, vma.vm_file,
                                      vma.vm_pgoff, vma_pages(vma))):
@@ -396,8 +419,7 @@ def __split_vma(mm: MmStruct, vma: VmAreaStruct, addr: int, new_below: bool) -> 
                        vm_private_data=vma.vm_private_data)
     if new_below:
         new.vm_end = addr
-        vma.vm_pgoff += (addr - vma.vm_start) >> 12
-        vma.vm_start = addr
+        vma_adjust(mm, vma, addr, vma.vm_end, vma.vm_pgoff + ((addr - vma.vm_start) >> 12))
     else:
         new.vm_start = addr
         new.vm_pgoff += (addr - vma.vm_start) >> 12
@@ -470,17 +492,13 @@ def do_munmap(mm: MmStruct, start: int, length: int) -> int:
     last = find_vma(mm, end)
     if last is not None and last.vm_start < end < last.vm_end:
         __split_vma(mm, last, end, new_below=True)
-    # detach_vmas_to_be_unmapped()
-    i = bisect.bisect_right(mm.vm_ends, start)
-    victims: list[VmAreaStruct] = []
-    while i < len(mm.mmap) and mm.mmap[i].vm_start < end:
-        victims.append(mm.mmap[i])
-        i += 1
-    prev_end = mm.mmap[bisect.bisect_right(mm.vm_ends, start) - 1].vm_end \
-        if bisect.bisect_right(mm.vm_ends, start) > 0 else 0
-    nxt = mm.mmap[i] if i < len(mm.mmap) else None
+    first = find_vma(mm, start)
+    assert first is not None and first.vm_start < end
+    prev = first.vm_prev
+    victims = vma_tree.detach_vmas_to_be_unmapped(mm.mm_rb, first, prev, end)
+    prev_end = prev.vm_end if prev is not None else 0
+    nxt = prev.vm_next if prev is not None else mm.mmap
     for v in victims:
-        __vma_unlink(mm, v)
         vm_stat_account(mm, v.vm_flags, -vma_pages(v))
     unmap_region(mm, victims, start, end, prev_end, nxt.vm_start if nxt else 0)
     for v in victims:
@@ -543,10 +561,8 @@ def expand_stack(mm: MmStruct, vma: VmAreaStruct, address: int) -> int:
     address &= ~(PAGE_SIZE - 1)
     if address < MMAP_MIN_ADDR:
         return -errno.EPERM
-    _, prev = find_vma_prev(mm, vma.vm_start)
-    i = vma_index(mm, vma)
-    prev = mm.mmap[i - 1] if i > 0 else None
-    gap = mm.kernel.config.stack_guard_gap_pages << 12
+    prev = vma.vm_prev
+    gap = mm.mm_rb.stack_guard_gap
     if prev is not None and not prev.vm_flags & VM.GROWSDOWN and address - prev.vm_end < gap:
         return -errno.ENOMEM
     size = vma.vm_end - address
@@ -554,8 +570,7 @@ def expand_stack(mm: MmStruct, vma: VmAreaStruct, address: int) -> int:
         return -errno.ENOMEM
     grow = (vma.vm_start - address) >> 12
     if grow > 0:
-        vma.vm_pgoff -= grow
-        vma.vm_start = address
+        vma_adjust(mm, vma, address, vma.vm_end, vma.vm_pgoff - grow)
         vm_stat_account(mm, vma.vm_flags, grow)
     return 0
 

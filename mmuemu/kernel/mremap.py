@@ -11,7 +11,7 @@ import errno
 
 from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct
 from mmuemu.kernel.mmap import (
-    do_munmap, find_vma, get_unmapped_area, vm_stat_account, vma_index, vma_link,
+    do_munmap, find_vma, get_unmapped_area, vm_stat_account, vma_link,
     vm_start_gap, _vma_set_end,
 )
 from mmuemu.kernel.pgtable import ptep_get_and_clear, pte_offset_alloc, pte_range, set_pte_at
@@ -25,8 +25,7 @@ def vma_expandable(mm: MmStruct, vma: VmAreaStruct, delta: int) -> bool:
     end = vma.vm_end + delta
     if end > mm.task_size or end < vma.vm_end:
         return False
-    i = vma_index(mm, vma)
-    nxt = mm.mmap[i + 1] if i + 1 < len(mm.mmap) else None
+    nxt = vma.vm_next
     return nxt is None or vm_start_gap(nxt) >= end
 
 

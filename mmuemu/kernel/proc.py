@@ -63,7 +63,7 @@ def show_map_vma(vma: VmAreaStruct) -> str:
 
 def proc_maps(mm: MmStruct) -> bytes:
     """/proc/PID/maps."""
-    return "".join(show_map_vma(v) + "\n" for v in mm.mmap).encode()
+    return "".join(show_map_vma(v) + "\n" for v in mm.mm_rb).encode()
 
 
 def smap_counts(vma: VmAreaStruct) -> dict[str, int]:
@@ -99,7 +99,7 @@ def smap_counts(vma: VmAreaStruct) -> dict[str, int]:
 def proc_smaps(mm: MmStruct) -> bytes:
     """/proc/PID/smaps."""
     out = []
-    for vma in mm.mmap:
+    for vma in mm.mm_rb:
         out.append(show_map_vma(vma))
         c = smap_counts(vma)
         size = (vma.vm_end - vma.vm_start) >> 10
@@ -169,7 +169,7 @@ def mtest_findtask(kern: "Kernel", pid: int) -> list[str]:
         return [f"no task with pid {pid}"]
     lines = [f"task comm: {t.comm} pid: {t.pid} ppid: {t.ppid} state: {t.state.value}"]
     if t.state is not TaskState.ZOMBIE:
-        lines += [show_map_vma(v) for v in t.mm.mmap]
+        lines += [show_map_vma(v) for v in t.mm.mm_rb]
     return lines
 
 

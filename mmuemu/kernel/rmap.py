@@ -5,8 +5,11 @@ Lock ordering in mm (for the record; the model is single threaded):
 
 Anonymous pages point (page->mapping | PAGE_MAPPING_ANON) at the anon_vma of
 the VMA that created them; every VMA that may map such a page is linked to
-that anon_vma through an anon_vma_chain. File pages point at their
-address_space, whose i_mmap lists the VMAs mapping the file.
+that anon_vma through an anon_vma_chain, filed in the anon_vma's interval
+tree (anon_vma->rb_root) under the VMA's pgoff range. File pages point at
+their address_space, whose i_mmap interval tree holds the VMAs mapping the
+file. Both trees are queried by page offset, so a walk visits only the VMAs
+that can map the page's index.
 """
 from __future__ import annotations
 
@@ -16,10 +19,15 @@ from typing import TYPE_CHECKING, Optional
 if TYPE_CHECKING:
     from mmuemu.kernel.kernel import Kernel
 
+from mmuemu.kernel.interval_tree import (
+    anon_vma_interval_tree_foreach, anon_vma_interval_tree_insert,
+    anon_vma_interval_tree_remove, vma_interval_tree_foreach,
+)
 from mmuemu.kernel.mm_types import (
     PAGE_MAPPING_ANON, PG, AddressSpace, AnonVma, AnonVmaChain, Page, PageAnon,
     SetPage, VmAreaStruct,
 )
+from mmuemu.kernel.rbtree import RB_EMPTY_ROOT
 
 
 def anon_vma_alloc(vma: VmAreaStruct) -> AnonVma:
@@ -32,10 +40,11 @@ def anon_vma_alloc(vma: VmAreaStruct) -> AnonVma:
 
 
 def anon_vma_chain_link(vma: VmAreaStruct, anon_vma: AnonVma) -> None:
-    """anon_vma_chain_link(): put one chain on both lists."""
+    """anon_vma_chain_link(): put one chain on the VMA's list and in the
+    anon_vma's interval tree."""
     avc = AnonVmaChain(vma=vma, anon_vma=anon_vma)
     vma.anon_vma_chain.append(avc)
-    anon_vma.head.append(avc)
+    anon_vma_interval_tree_insert(avc, anon_vma.rb_root)
 
 
 def anon_vma_prepare(vma: VmAreaStruct) -> int:
@@ -57,15 +66,10 @@ def anon_vma_prepare(vma: VmAreaStruct) -> int:
 
 
 def find_mergeable_anon_vma(vma: VmAreaStruct) -> AnonVma | None:
-    """find_mergeable_anon_vma(): an adjacent, compatible VMA's single anon_vma."""
-    mm = vma.vm_mm
-    try:
-        i = mm.mmap.index(vma)
-    except ValueError:
-        return None
-    for j in (i + 1, i - 1):
-        if 0 <= j < len(mm.mmap):
-            near = mm.mmap[j]
+    """find_mergeable_anon_vma(): an adjacent, compatible VMA's single anon_vma
+    (vm_next first, then vm_prev)."""
+    for near in (vma.vm_next, vma.vm_prev):
+        if near is not None:
             if (near.anon_vma is not None and len(near.anon_vma_chain) == 1
                     and near.vm_file is None and vma.vm_file is None
                     and (near.vm_end == vma.vm_start or vma.vm_end == near.vm_start)
@@ -87,8 +91,8 @@ def unlink_anon_vmas(vma: VmAreaStruct) -> None:
     kobj = vma.vm_mm.kernel.kobj
     for avc in vma.anon_vma_chain:
         av = avc.anon_vma
-        av.head.remove(avc)
-        if not av.head:
+        anon_vma_interval_tree_remove(avc, av.rb_root)
+        if RB_EMPTY_ROOT(av.rb_root.rb_root):
             av.refcount -= 1
             if av.refcount <= 0:
                 kobj.free(av.kaddr)
@@ -175,10 +179,7 @@ def vma_address(page: Page, vma: VmAreaStruct) -> int | None:
 
 def vmas_of_mapping(mapping: AddressSpace, pgoff: int) -> Iterator[VmAreaStruct]:
     """vma_interval_tree_foreach(vma, &mapping->i_mmap, pgoff, pgoff)."""
-    for vma in mapping.i_mmap:
-        npages = (vma.vm_end - vma.vm_start) >> 12
-        if vma.vm_pgoff <= pgoff < vma.vm_pgoff + npages:
-            yield vma
+    return vma_interval_tree_foreach(mapping.i_mmap, pgoff, pgoff)
 
 
 def page_mkclean(page: Page, kern: "Kernel") -> int:
@@ -233,7 +234,8 @@ def rmap_walk_anon(kern: "Kernel", page: Page) -> list[VmAreaStruct]:
     anon_vma = kern.kobj.lookup(page.mapping & ~PAGE_MAPPING_ANON)
     assert isinstance(anon_vma, AnonVma)
     seen: list[VmAreaStruct] = []
-    for avc in anon_vma.head:
+    # anon_vma_interval_tree_foreach(avc, &anon_vma->rb_root, pgoff_start, pgoff_end)
+    for avc in anon_vma_interval_tree_foreach(anon_vma.rb_root, page.index, page.index):
         if avc.vma not in seen and page_vma_mapped(page, avc.vma) is not None:
             seen.append(avc.vma)
     return seen

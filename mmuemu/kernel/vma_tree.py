@@ -444,7 +444,8 @@ def vma_tree_remove(mt: VmaTree[V], vma: V) -> None:
     """Unlink one VMA and leave everything consistent: _vma_unlink_common(),
     map_count--, then the gap above its predecessor (vma_gap_update(next), or
     highest_vm_end), as __vma_adjust()'s remove_next path and
-    detach_vmas_to_be_unmapped() do."""
+    detach_vmas_to_be_unmapped() do. Unlike the kernel it also clears the
+    VMA's vm_next/vm_prev, so the VMA can be linked again later."""
     prev = vma.vm_prev
     nxt = vma.vm_next
     _vma_unlink_common(mt, vma, prev, False)

@@ -93,3 +93,17 @@ def test_fork_cow_accounting(arch: str, tmp_path: Path) -> None:
     assert by_type["cow"] == vm["cow_copies"] == 8 + 1
     assert by_type["wp"] == vm["cow_reuses"]
     assert vm["cow_reuses"] in (8, 8 + 1)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("name,args", [("cow_fork", ["16"]), ("mmap_fork", []),
+                                       ("mremap_grow", ["8"]), ("munmap_hole", ["16"]),
+                                       ("mprotect_split", ["8"]), ("stack_grow", ["1000"]),
+                                       ("brk_heap", ["24"])])
+def test_debug_vm_checks_pass_after_every_syscall(arch: str, name: str, args: list[str],
+                                                  tmp_path: Path) -> None:
+    """--debug-vm: validate_mm (rbtree, gaps, list, interval trees) and the
+    mapcount/RSS invariants after each syscall of real programs."""
+    out = run_mmuemu(arch, name, args, tmp_path, ["--debug-vm"])
+    assert out.status == 0, out.stderr.decode()
+    assert b"internal error" not in out.stderr

@@ -230,9 +230,9 @@ def test_munmap_middle_splits_the_vma(rig: KernelRig) -> None:
         _fault(rig, addr + i * PAGE, AccessType.WRITE)
     assert do_munmap(rig.task.mm, addr + 2 * PAGE, 2 * PAGE) == 0
     mm = rig.task.mm
-    spans = [(v.vm_start, v.vm_end) for v in mm.mmap]
+    spans = [(v.vm_start, v.vm_end) for v in mm.mm_rb]
     assert (addr, addr + 2 * PAGE) in spans and (addr + 4 * PAGE, addr + 6 * PAGE) in spans
-    assert mm.map_count == len(mm.mmap) == 2
+    assert mm.map_count == len(mm.mm_rb) == 2
     assert _pte(rig, addr + 2 * PAGE) == 0 and _pte(rig, addr + 4 * PAGE) != 0
     assert mm.rss_anon == 4
 
@@ -258,7 +258,7 @@ def test_brk_grows_merges_and_shrinks(rig: KernelRig) -> None:
     mm.start_brk = mm.brk = 0x60_0000
     assert sys_brk(mm, 0x60_0000 + 3 * PAGE) == 0x60_0000 + 3 * PAGE
     assert sys_brk(mm, 0x60_0000 + 8 * PAGE) == 0x60_0000 + 8 * PAGE
-    assert [(v.vm_start, v.vm_end) for v in mm.mmap] == [(0x60_0000, 0x60_0000 + 8 * PAGE)]
+    assert [(v.vm_start, v.vm_end) for v in mm.mm_rb] == [(0x60_0000, 0x60_0000 + 8 * PAGE)]
     for i in range(8):
         _fault(rig, 0x60_0000 + i * PAGE, AccessType.WRITE)
     assert sys_brk(mm, 0x60_0000 + 2 * PAGE) == 0x60_0000 + 2 * PAGE

@@ -34,9 +34,8 @@ def test_fork_shares_anon_pages_until_written(rig: KernelRig) -> None:
     assert walk == "rmap_walk_anon"
     assert {v.vm_mm for v in vmas} == {parent.mm, child.mm}
     # child's anon_vma is a new one under the parent's root
-    cvma = child.mm.mmap[-1] if child.mm.mmap[-1].vm_start == addr else \
-        next(v for v in child.mm.mmap if v.vm_start == addr)
-    pvma = next(v for v in parent.mm.mmap if v.vm_start == addr)
+    cvma = next(v for v in child.mm.mm_rb if v.vm_start == addr)
+    pvma = next(v for v in parent.mm.mm_rb if v.vm_start == addr)
     assert cvma.anon_vma is not pvma.anon_vma and cvma.anon_vma.root is pvma.anon_vma
     assert len(cvma.anon_vma_chain) == 2
     # the child's write copies: now each side has its own page

@@ -108,7 +108,7 @@ def test_random_vma_operations_keep_every_invariant(ops: list[tuple[str, int, in
         check_mapcounts(kern, [mm] + [ch.mm for ch in children])
         # the window's mapped pages and protections equal the model's
         seen: dict[int, int] = {}
-        for vma in mm.mmap:
+        for vma in mm.mm_rb:
             if vma.vm_end <= BASE or vma.vm_start >= BASE + WINDOW * PAGE:
                 continue
             prot = (1 if vma.vm_flags & 1 else 0) | (2 if vma.vm_flags & 2 else 0)
