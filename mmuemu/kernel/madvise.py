@@ -11,6 +11,8 @@ next write faults again); MS_ASYNC does nothing, as on Linux since 2.6.19.
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from mmuemu.kernel.filemap import __do_page_cache_readahead, write_cache_pages
 from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct
@@ -73,6 +75,34 @@ def madvise_willneed(vma: VmAreaStruct, start: int, end: int) -> None:
         __do_page_cache_readahead(kern, mapping, first + off, min(chunk, nr - off), 0)
 
 
+@dataclass(slots=True)
+class RangeWalk:
+    """The VMA walk madvise() and msync() share: each VMA piece in [start, end),
+    and whether a hole was crossed (both syscalls then end with -ENOMEM)."""
+
+    hole: bool = False
+    #: the walk stopped on a hole at the end (no VMA reaches that far)
+    truncated: bool = False
+
+
+def vma_pieces(mm: MmStruct, start: int, end: int,
+               walk: RangeWalk) -> Iterator[tuple[VmAreaStruct, int, int]]:
+    """Yield (vma, piece_start, piece_end) over [start, end) in address order,
+    re-looking the VMA up at each step (the caller may split or merge it)."""
+    addr = start
+    while addr < end:
+        vma = find_vma(mm, addr)
+        if vma is None or vma.vm_start >= end:
+            walk.truncated = True
+            return
+        if vma.vm_start > addr:
+            walk.hole = True
+            addr = vma.vm_start
+        tmp = min(vma.vm_end, end)
+        yield vma, addr, tmp
+        addr = tmp
+
+
 def do_madvise(mm: MmStruct, start: int, len_in: int, advice: int) -> int:
     """do_madvise(): apply ``advice`` to every VMA in the range. Returns 0 or -errno."""
     if start & 0xFFF:
@@ -84,16 +114,8 @@ def do_madvise(mm: MmStruct, start: int, len_in: int, advice: int) -> int:
         return -errno.EINVAL
     if end == start:
         return 0
-    unmapped_error = 0
-    addr = start
-    while addr < end:
-        vma = find_vma(mm, addr)
-        if vma is None or vma.vm_start >= end:
-            return -errno.ENOMEM
-        if vma.vm_start > addr:
-            unmapped_error = -errno.ENOMEM
-            addr = vma.vm_start
-        tmp = min(vma.vm_end, end)
+    walk = RangeWalk()
+    for vma, addr, tmp in vma_pieces(mm, start, end, walk):
         if advice in _FLAG_ADVICE:
             madvise_behavior(mm, vma, addr, tmp, advice)
         elif advice == MADV_DONTNEED:
@@ -104,8 +126,7 @@ def do_madvise(mm: MmStruct, start: int, len_in: int, advice: int) -> int:
             madvise_willneed(vma, addr, tmp)
         elif advice == MADV_REMOVE and not vma.vm_flags & VM.SHARED:
             return -errno.EINVAL
-        addr = tmp
-    return unmapped_error
+    return -errno.ENOMEM if walk.hole or walk.truncated else 0
 
 
 def do_msync(mm: MmStruct, start: int, len_in: int, flags: int) -> int:
@@ -121,23 +142,12 @@ def do_msync(mm: MmStruct, start: int, len_in: int, flags: int) -> int:
         return -errno.ENOMEM
     if end == start:
         return 0
-    unmapped_error = 0
-    addr = start
-    while addr < end:
-        vma = find_vma(mm, addr)
-        if vma is None:
-            return -errno.ENOMEM
-        if vma.vm_start >= end:
-            return -errno.ENOMEM
-        if vma.vm_start > addr:
-            unmapped_error = -errno.ENOMEM
-            addr = vma.vm_start
-        tmp = min(vma.vm_end, end)
+    walk = RangeWalk()
+    for vma, addr, tmp in vma_pieces(mm, start, end, walk):
         if flags & MS_INVALIDATE and vma.vm_flags & VM.LOCKED:
             return -errno.EBUSY
         if flags & MS_SYNC and vma.vm_file is not None and vma.vm_flags & VM.SHARED:
             first = ((addr - vma.vm_start) >> 12) + vma.vm_pgoff
             last = first + ((tmp - addr) >> 12) - 1
             write_cache_pages(mm.kernel, vma.vm_file.f_mapping, first, last)
-        addr = tmp
-    return unmapped_error
+    return -errno.ENOMEM if walk.hole or walk.truncated else 0

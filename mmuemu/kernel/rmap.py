@@ -169,9 +169,16 @@ def page_anon_vma(page: Page, vma_kernel_lookup: object) -> AnonVma | None:
     return obj
 
 
+def page_to_pgoff(page: Page) -> int:
+    """page_to_pgoff(): the page's offset in its object, in pages (page->index:
+    the file offset for page-cache pages, the linear index for anon pages)."""
+    return page.index
+
+
 def vma_address(page: Page, vma: VmAreaStruct) -> int | None:
-    """vma_address(): where ``page`` would sit in ``vma``; None if outside it."""
-    address = vma.vm_start + ((page.index - vma.vm_pgoff) << 12)
+    """vma_address() / __vma_address(): where ``page`` would sit in ``vma``
+    (vm_start + (page_to_pgoff - vm_pgoff) pages); None if outside it."""
+    address = vma.vm_start + ((page_to_pgoff(page) - vma.vm_pgoff) << 12)
     if address < vma.vm_start or address >= vma.vm_end:
         return None
     return address
