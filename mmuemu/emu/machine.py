@@ -42,6 +42,8 @@ from mmuemu.hw.physmem import PhysMem
 from mmuemu.hw.profile import Profile, ProfileError, profile_for
 from mmuemu.kernel.binfmt_elf import ExecError, check_elf, load_elf_binary
 from mmuemu.kernel.fault import SIGSEGV, AccessType, do_user_addr_fault
+
+SIGKILL = 9
 from mmuemu.kernel.kernel import Kernel
 from mmuemu.kernel.mm_types import File, MmStruct
 from mmuemu.kernel.mmap import find_vma
@@ -234,7 +236,11 @@ class Machine:
             self.raw = RawMapper(self.uc, self.kern, self.task)
             self._raw_mappers[1] = self.raw
             self.raw.grow_stack_fully()
-            self.raw.sync()
+            try:
+                self.raw.sync()
+            except OutOfMemory:
+                raise MachineError("out of emulated memory while loading the program "
+                                   "(raise --mem)") from None
         self.result: Optional[RunResult] = None
         self._fault: Optional[HwFault] = None
         self._pending_signal = 0
@@ -396,7 +402,11 @@ class Machine:
         if self.rconfig.debug_vm:
             self._debug_vm()
         if self.raw is not None and spec.syscall_names.get(nr) in _MM_SYSCALLS:
-            self.raw.sync()
+            try:
+                self.raw.sync()
+            except OutOfMemory:  # raw mode populates eagerly: the task is OOM-killed
+                self._pending_signal = SIGKILL
+                uc.emu_stop()
 
     def _on_syscall_x86(self, uc: unicorn.Uc, user_data: Any) -> None:
         self._syscall(uc)
@@ -410,6 +420,16 @@ class Machine:
         uc.emu_stop()
 
     # --- running ----------------------------------------------------------------------
+    def _oom_message(self, task: TaskStruct) -> str:
+        """pagefault_out_of_memory(): the OOM kill of the faulting task, in
+        oom_kill_process()'s words. (The full OOM killer, choosing the task
+        with the largest badness, belongs to the reclaim model.)"""
+        mm = task.mm
+        self.kern.vmstat.oom_kill += 1
+        return (f"Out of memory: Killed process {task.pid} ({task.comm}) "
+                f"total-vm:{mm.total_vm * 4}kB, anon-rss:{mm.rss_anon * 4}kB, "
+                f"file-rss:{mm.rss_file * 4}kB, shmem-rss:{mm.rss_shmem * 4}kB")
+
     def _read_reg(self, name: str) -> int | None:
         reg = self.regs.get(name)
         return None if reg is None else int(self.uc.reg_read(reg))
@@ -581,8 +601,12 @@ class Machine:
                 self._end_task(task, self._exit_code)
             elif self._slice_stop == "kill" or self._pending_signal:
                 sig = self._pending_signal
-                msg = "" if self._slice_stop == "kill" else \
-                    self._segv_message(uc.reg_read(pc_reg), uc.reg_read(sp_reg))
+                if self._slice_stop == "kill":
+                    msg = ""
+                elif sig == SIGKILL:  # the fault path ran out of memory
+                    msg = self._oom_message(task)
+                else:
+                    msg = self._segv_message(uc.reg_read(pc_reg), uc.reg_read(sp_reg))
                 self._end_task(task, 0, sig, msg)
             elif self._slice_stop == "block":
                 pass  # sleeping in wait4 until a child exits

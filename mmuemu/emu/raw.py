@@ -23,7 +23,7 @@ from mmuemu.kernel.kernel import Kernel
 from mmuemu.kernel.memory import vm_normal_page
 from mmuemu.kernel.mm_types import PG, VM, SetPage, VmAreaStruct
 from mmuemu.kernel.mmap import expand_stack
-from mmuemu.kernel.page_alloc import MAX_ORDER
+from mmuemu.kernel.page_alloc import MAX_ORDER, OutOfMemory
 from mmuemu.kernel.pgtable import ptep_get, pte_offset_alloc, pte_offset_lookup
 from mmuemu.kernel.rmap import anon_vma_prepare, page_add_new_anon_rmap, page_remove_rmap
 from mmuemu.kernel.sched import TaskStruct
@@ -161,8 +161,15 @@ class RawMapper:
             while vpn + run < end and wanted[vpn + run][1] is vma and run < (1 << (MAX_ORDER - 1)):
                 run += 1
             order = run.bit_length() - 1
+            while True:  # a smaller block when memory is fragmented or short
+                try:
+                    pfn = self.kern.buddy.alloc_pages(order)
+                    break
+                except OutOfMemory:
+                    if order == 0:
+                        raise
+                    order -= 1
             count = 1 << order
-            pfn = self.kern.buddy.alloc_pages(order)
             self._fill(vma, vpn, count, pfn)
             if self.attached:
                 self.uc.mem_map_ptr(vpn << 12, count << 12, perms,
