@@ -132,6 +132,19 @@ class PteFormat(abc.ABC):
         hardware would not allow the access (a fault).
         """
 
+    # --- swap entries (non-present PTEs naming a swap slot) ------------------
+    @abc.abstractmethod
+    def swp_entry_to_pte(self, swp_type: int, offset: int) -> int:
+        """__swp_entry() + __swp_entry_to_pte(): a non-present PTE for a swap slot."""
+
+    @abc.abstractmethod
+    def pte_to_swp_entry(self, pte: int) -> tuple[int, int]:
+        """__pte_to_swp_entry() + __swp_type()/__swp_offset(): (type, offset)."""
+
+    def is_swap_pte(self, pte: int) -> bool:
+        """is_swap_pte(): neither empty nor present."""
+        return pte != 0 and not self.pte_present(pte)
+
     @abc.abstractmethod
     def fill_writable(self, pte: int) -> bool:
         """Whether a translation cached from ``pte`` may be used for writes

@@ -34,6 +34,9 @@ PTE_PROT_NONE = 1 << 58
 PMD_TYPE_TABLE = 3
 PMD_TABLE_PXN = 1 << 59
 
+SWP_TYPE_SHIFT, SWP_TYPE_BITS = 3, 5  # __SWP_TYPE_SHIFT, __SWP_TYPE_BITS
+SWP_OFFSET_SHIFT, SWP_OFFSET_BITS = 8, 50
+
 _PROT_DEFAULT = PTE_TYPE_PAGE | PTE_AF | PTE_SHARED
 _PAGE_DEFAULT = _PROT_DEFAULT  # PTE_ATTRINDX(MT_NORMAL) == 0
 
@@ -161,3 +164,14 @@ class Arm64Pte(PteFormat):
 
     def fill_writable(self, pte: int) -> bool:
         return bool(pte & PTE_USER) and not (pte & PTE_RDONLY)
+
+    # arch/arm64/include/asm/pgtable.h: type in bits 7:3, offset in bits 57:8;
+    # valid (bit 0) and PTE_PROT_NONE (bit 58) stay clear.
+    def swp_entry_to_pte(self, swp_type: int, offset: int) -> int:
+        if not 0 <= swp_type < 1 << SWP_TYPE_BITS or not 0 <= offset < 1 << SWP_OFFSET_BITS:
+            raise ValueError(f"swap entry ({swp_type}, {offset}) out of range")
+        return (swp_type << SWP_TYPE_SHIFT) | (offset << SWP_OFFSET_SHIFT)
+
+    def pte_to_swp_entry(self, pte: int) -> tuple[int, int]:
+        return ((pte >> SWP_TYPE_SHIFT) & ((1 << SWP_TYPE_BITS) - 1),
+                (pte >> SWP_OFFSET_SHIFT) & ((1 << SWP_OFFSET_BITS) - 1))

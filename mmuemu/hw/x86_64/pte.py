@@ -50,6 +50,10 @@ for _r in (False, True):
                 _PROTECTION_MAP[(_r, _w, _x, _s)] = _v
 
 _PTE_FLAGS_MASK = ~ADDR_MASK & ((1 << 64) - 1)
+_MASK64 = (1 << 64) - 1
+SWP_TYPE_BITS = 5
+SWP_OFFSET_SHIFT = 8 + 1 + SWP_TYPE_BITS  # _PAGE_BIT_PROTNONE + 1 + SWP_TYPE_BITS
+SWP_OFFSET_BITS = 64 - SWP_OFFSET_SHIFT
 
 
 class X86_64Pte(PteFormat):
@@ -130,3 +134,17 @@ class X86_64Pte(PteFormat):
 
     def fill_writable(self, pte: int) -> bool:
         return bool(pte & _PAGE_RW) and bool(pte & _PAGE_DIRTY)
+
+    # arch/x86/include/asm/pgtable_64.h: the type in the top 5 bits, the offset
+    # stored inverted (the L1TF mitigation) in bits 58:9, i.e. shifted left by
+    # SWP_OFFSET_SHIFT (14) and back right by SWP_TYPE_BITS; P..PROTNONE clear.
+    def swp_entry_to_pte(self, swp_type: int, offset: int) -> int:
+        if not 0 <= swp_type < 1 << SWP_TYPE_BITS or not 0 <= offset < 1 << SWP_OFFSET_BITS:
+            raise ValueError(f"swap entry ({swp_type}, {offset}) out of range")
+        inv = (~offset & _MASK64) << SWP_OFFSET_SHIFT & _MASK64
+        return (inv >> SWP_TYPE_BITS) | (swp_type << (64 - SWP_TYPE_BITS))
+
+    def pte_to_swp_entry(self, pte: int) -> tuple[int, int]:
+        swp_type = pte >> (64 - SWP_TYPE_BITS)
+        offset = ((~pte & _MASK64) << SWP_TYPE_BITS & _MASK64) >> SWP_OFFSET_SHIFT
+        return swp_type, offset
