@@ -41,14 +41,15 @@ import ctypes
 import functools
 import importlib
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Optional, Protocol
 
 import unicorn
 from unicorn.unicorn_py3.unicorn import uclib
 
 from mmuemu._types import Access, Arch
-from mmuemu.emu.native import ARCH_CODES, NativeFastPath, UcLike, _func_addr, hook_add_native
+from mmuemu.emu.native import (
+    ARCH_CODES, NativeFastPath, NativeResource, UcLike, _func_addr, hook_add_native,
+)
 from mmuemu.hw.cost import CostCounters, TlbCounts, estimate
 from mmuemu.hw.physmem import PhysMem
 from mmuemu.hw.profile import Profile
@@ -242,7 +243,7 @@ def _configure(cache: XcCache, cfg: TlbConfig) -> None:
     cache.plru = 1 if cfg.replacement == "plru" else 0
 
 
-class ExactMmu:
+class ExactMmu(NativeResource):
     """One CPU's exact-mode MMU model (native).
 
     Args:
@@ -411,18 +412,6 @@ class ExactMmu:
             self._lib.mmuemu_exact_free(self._ptr)
             self._closed = True
 
-    def __enter__(self) -> ExactMmu:
-        return self
-
-    def __exit__(self, exc_type: Optional[type[BaseException]],
-                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
 
 
 # --- the machine's side, in every mode --------------------------------------------------------

@@ -26,7 +26,7 @@ import ctypes
 import functools
 import importlib
 from types import TracebackType
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, TypeVar
 
 from unicorn import unicorn_const
 from unicorn.unicorn_py3.unicorn import UcError, uclib
@@ -35,6 +35,8 @@ from mmuemu._types import Access, Arch
 from mmuemu.hw.physmem import PhysMem
 from mmuemu.hw.pte import ADDR_MASK, LEVELS
 from mmuemu.hw.walker import WalkResult
+
+_R = TypeVar("_R", bound="NativeResource")
 
 STATE_VERSION = 1
 ARCH_CODES: dict[Arch, int] = {Arch.X86_64: 0, Arch.ARM64: 1}
@@ -176,7 +178,28 @@ def hook_del_native(uc: UcLike, handle: int) -> None:
         raise UcError(status)
 
 
-class NativeFastPath:
+class NativeResource:
+    """Native state released by ``close()``: as a context manager and on
+    garbage collection. Subclasses implement ``close()`` (idempotent)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _R) -> _R:
+        return self
+
+    def __exit__(self, exc_type: Optional[type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+class NativeFastPath(NativeResource):
     """One CPU's native state: page-walk context, counters, block-count table.
 
     Args:
@@ -396,15 +419,3 @@ class NativeFastPath:
             self._count_cb = None
             self._closed = True
 
-    def __enter__(self) -> NativeFastPath:
-        return self
-
-    def __exit__(self, exc_type: Optional[type[BaseException]],
-                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
