@@ -7,7 +7,6 @@ private file write, TLB flushes only where a present PTE is replaced.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -265,7 +264,6 @@ def test_brk_grows_merges_and_shrinks(rig: KernelRig) -> None:
     assert mm.rss_anon == 2
     # below start_brk is refused: the break stays
     assert sys_brk(mm, 0x50_0000) == 0x60_0000 + 2 * PAGE
-    os.sync  # noqa: B018 - keep import used
 
 
 def test_truncate_unmaps_and_later_access_is_sigbus(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from mmuemu.kernel.debug_vm import check_mapcounts, validate_mm
 from mmuemu.kernel.fault import AccessType, do_user_addr_fault
 from mmuemu.kernel.fork import copy_process
 from mmuemu.kernel.mmap import (
-    MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE, do_mmap, do_mprotect,
+    MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, do_mmap, do_mprotect,
     do_munmap, sys_brk,
 )
 from mmuemu.kernel.mremap import MREMAP_MAYMOVE, do_mremap

@@ -14,7 +14,7 @@ from mmuemu.trace.cli import main as trace_main
 from mmuemu.trace.diff import diff_traces, render
 from tests.trace.conftest import GOLDEN_RUNS, GoldenChecker
 from tests.trace.harness import TRACES
-from tests.trace.test_format import HEADER, sample_events, write
+from tests.trace.test_format import sample_events, write
 
 
 # --- alignment ----------------------------------------------------------------------------
