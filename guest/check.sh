@@ -91,6 +91,15 @@ case_ 0   - compute 12345
 case_ 0   - tlb_stress
 case_ 0   - tlb_stress 1024 4
 case_ 0   - data_bss
+case_ 0   - swap_stress
+case_ 0   - swap_stress 1 1
+case_ 0   - swap_stress 300 5
+case_ 2   - swap_stress 0
+case_ 0   - fork_swap
+case_ 0   - fork_swap 1
+case_ 0   - file_heavy
+case_ 0   - file_heavy fh.dat 1 1
+case_ 0   - file_heavy fh.dat 33 4
 case_ 2   - compute bogus
 
 [ "$fail" = 0 ] && echo "check: all $total cases match (x86_64 native vs aarch64 $QEMU)" \
