@@ -32,6 +32,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"mmuemu: error: {message}\n")
 
 
+#: the smallest --mem: the loader, page tables and the min watermark need a few hundred pages
+MIN_MEM_BYTES = 2 << 20
+
+
 def parse_size(text: str) -> int:
     """'256M', '1G', '65536', '64K' → bytes."""
     m = re.fullmatch(r"(\d+)([KMGkmg]?)(i?[Bb])?", text.strip())
@@ -92,7 +96,16 @@ def build_parser() -> _Parser:
     run.add_argument("--arch", choices=[a.label for a in Arch],
                      help="expect this architecture (it is read from the ELF anyway)")
     run.add_argument("--mem", type=parse_size, default=KernelConfig().mem_bytes,
-                     metavar="SIZE", help="emulated physical memory (default 1G)")
+                     metavar="SIZE", help="emulated physical memory (default 1G, at least 2M); "
+                                          "zone watermarks follow from it")
+    run.add_argument("--swap", type=parse_size, default=None, metavar="SIZE",
+                     help="swap device size (default twice --mem; 0 = no swap). The device is "
+                          "a temporary host file, removed at the end of the run")
+    run.add_argument("--swappiness", type=_positive_int, default=KernelConfig().swappiness,
+                     metavar="N", help="vm.swappiness, 0-200 (default 60)")
+    run.add_argument("--page-cluster", type=_positive_int, default=KernelConfig().page_cluster,
+                     metavar="N", help="vm.page-cluster: swap readahead reads 2**N pages "
+                                       "(default 3)")
     run.add_argument("--fault-around-bytes", type=_positive_int, metavar="N",
                      default=KernelConfig().fault_around_bytes,
                      help="fault-around window in bytes (default 65536; 4096 turns it off)")
@@ -176,8 +189,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``mmuemu run``."""
     from mmuemu.emu.machine import Machine, MachineError
 
-    if args.mem < (16 << 20) or args.mem % 4096:
-        print("mmuemu: error: --mem must be a multiple of 4K and at least 16M", file=sys.stderr)
+    if args.mem < MIN_MEM_BYTES or args.mem % 4096:
+        print("mmuemu: error: --mem must be a multiple of 4K and at least 2M", file=sys.stderr)
+        return EXIT_USAGE
+    if args.swap is not None and args.swap % 4096:
+        print("mmuemu: error: --swap must be a multiple of 4K", file=sys.stderr)
+        return EXIT_USAGE
+    if args.swappiness > 200:
+        print("mmuemu: error: --swappiness must be between 0 and 200", file=sys.stderr)
+        return EXIT_USAGE
+    if args.page_cluster > 10:
+        print("mmuemu: error: --page-cluster must be between 0 and 10", file=sys.stderr)
         return EXIT_USAGE
     if args.fault_around_bytes < 4096 or args.fault_around_bytes & (args.fault_around_bytes - 1):
         print("mmuemu: error: --fault-around-bytes must be a power of two >= 4096",
@@ -185,7 +207,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     kconfig = KernelConfig(mem_bytes=args.mem, fault_around_bytes=args.fault_around_bytes,
                            ra_pages=args.ra_pages, use_zero_page=not args.no_zero_page,
-                           page_cache=args.page_cache)
+                           page_cache=args.page_cache,
+                           swap_bytes=-1 if args.swap is None else args.swap,
+                           swappiness=args.swappiness, page_cluster=args.page_cluster)
     inspect: tuple[int, str] | None = None
     if args.inspect_at:
         n, cmd, arg = args.inspect_at

@@ -7,12 +7,19 @@ fault or event counts is recorded in the stats and trace headers
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 
 def _knob(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
+
+
+def default_min_free_kbytes(mem_bytes: int) -> int:
+    """init_per_zone_wmark_min(): min_free_kbytes = int_sqrt(lowmem_kbytes * 16),
+    clamped to [128, 65536] (mm/page_alloc.c; all of memory is lowmem here)."""
+    return max(128, min(65536, math.isqrt((mem_bytes >> 10) * 16)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +37,19 @@ class KernelConfig:
     page_cache: str = _knob("warm", "files start in the page cache ('warm', like a second run) "
                                     "or outside it ('cold', like a fresh boot)")
     hw_access_flag: bool = _knob(True, "arm64: hardware Access Flag / DBM update (FEAT_HAFDBS)")
+    swap_bytes: int = _knob(-1, "swap device size (--swap); -1 = twice mem_bytes, 0 = no swap")
+    swappiness: int = _knob(60, "vm.swappiness: anon versus file reclaim balance (0-200)")
+    page_cluster: int = _knob(3, "vm.page-cluster: swap readahead reads 2**page_cluster slots")
+    min_free_kbytes: int = _knob(-1, "vm.min_free_kbytes; -1 = Linux's default, "
+                                     "sqrt(16 * lowmem kB) clamped to [128, 65536]")
+
+    def __post_init__(self) -> None:
+        # Resolve the automatic values, so stats and trace headers record the
+        # sizes that were used.
+        if self.swap_bytes < 0:
+            object.__setattr__(self, "swap_bytes", 2 * self.mem_bytes)
+        if self.min_free_kbytes < 0:
+            object.__setattr__(self, "min_free_kbytes", default_min_free_kbytes(self.mem_bytes))
 
     def as_dict(self) -> dict[str, Any]:
         """Knob values by name, for stats and trace headers."""

@@ -453,6 +453,10 @@ class TlbMaintenance:
     def flush_tlb_mm(self, context_id: int) -> None:
         self.linux.flush_tlb_mm(context_id)
 
+    def clear_flush_young(self, context_id: int, addr: int) -> bool:
+        """ptep_clear_flush_young(); True if the architecture invalidated."""
+        return self.linux.clear_flush_young(context_id, addr)
+
     def uc_flushed(self) -> None:
         """Unicorn's soft TLB was just flushed."""
         if self.exact is not None:

@@ -133,6 +133,14 @@ class UnicornTlb:
         if mm.kernel.trace is not None:
             mm.kernel.trace.tlb_flush(mm, "icache", addr, addr + 4096)
 
+    def clear_flush_young(self, mm: MmStruct, addr: int) -> None:
+        """An accessed bit was cleared: Unicorn's cache is dropped only when
+        the architecture invalidates (arm64), so on x86-64 a cached
+        translation keeps the bit clear until its next fill, as a real TLB does."""
+        self.counts["young"] = self.counts.get("young", 0) + 1
+        if self.maint is not None and self.maint.clear_flush_young(mm.context_id, addr):
+            self._flush()
+
     def switch_mm(self, prev: MmStruct, next_mm: MmStruct) -> None:
         """A context switch loaded another page-table root (CR3 / TTBR0)."""
         self.counts["switch_mm"] = self.counts.get("switch_mm", 0) + 1
@@ -189,6 +197,7 @@ class Machine:
         if self.rconfig.mode not in MODES:
             raise MachineError(f"unknown mode {self.rconfig.mode!r} (choose from {', '.join(MODES)})")
         self.raw_mode = self.rconfig.mode == "raw"
+        self.kern.reclaim_may_unmap = not self.raw_mode
         cpu = CPUS[self.spec.arch]
         self.regs = cpu.regs
         self.uc = unicorn.Uc(cpu.uc_arch, cpu.uc_mode)
@@ -213,6 +222,8 @@ class Machine:
         self.task = TaskStruct(pid=1, comm="", mm=self.kern.mm_alloc())
         self.init = self.task
         self.kern.tasks[1] = self.task
+        self.kern.current = self.task
+        self.kern.kill_task = self._oom_kill_other
         self._stdio()
         self.tracer = tracer
         if tracer is not None:  # before exec, so exec's own faults are traced
@@ -328,6 +339,8 @@ class Machine:
         """
         try:
             acc = Access(access)
+            if self.kern.kswapd_wait:  # kswapd ran while the task executed
+                self.kern.kswapd()
             outcome = do_user_addr_fault(self.task, vaddr, _ACCESS_TYPE[acc])
             if outcome.signal:
                 self._fault = self._hw_fault(vaddr, acc)
@@ -391,11 +404,28 @@ class Machine:
             self._internal_error = MachineError(str(e))
             uc.emu_stop()
             return
+        except OutOfMemory:
+            if self.task.oom_victim:  # the OOM killer chose the caller: SIGKILL
+                self._pending_signal = SIGKILL
+                uc.emu_stop()
+                return
+            ret = -12  # -ENOMEM
         except BaseException as e:
             self._internal_error = e
             uc.emu_stop()
             return
         uc.reg_write(self.regs[spec.syscall_ret_reg], ret & 0xFFFF_FFFF_FFFF_FFFF)
+        if self.task.oom_victim:  # the OOM killer chose the caller during the syscall
+            self._pending_signal = SIGKILL
+            uc.emu_stop()
+            return
+        if self.kern.kswapd_wait:
+            try:
+                self.kern.kswapd()
+            except BaseException as e:
+                self._internal_error = e
+                uc.emu_stop()
+                return
         inspect = self.rconfig.inspect_at
         if inspect is not None and self.syscalls == inspect[0]:
             self.kern.mtest.command(self.task, inspect[1])
@@ -430,6 +460,11 @@ class Machine:
                 f"total-vm:{mm.total_vm * 4}kB, anon-rss:{mm.rss_anon * 4}kB, "
                 f"file-rss:{mm.rss_file * 4}kB, shmem-rss:{mm.rss_shmem * 4}kB")
 
+    def _oom_kill_other(self, victim: TaskStruct, signal: int) -> None:
+        """The OOM killer chose a task that is not running: it dies now (its
+        memory is freed at once, as the oom_reaper would)."""
+        self._end_task(victim, 0, signal)
+
     def _read_reg(self, name: str) -> int | None:
         reg = self.regs.get(name)
         return None if reg is None else int(self.uc.reg_read(reg))
@@ -455,12 +490,14 @@ class Machine:
 
     def _debug_vm(self) -> None:
         """--debug-vm: every live mm's tree and every mapped page's counts."""
-        from mmuemu.kernel.debug_vm import check_mapcounts, validate_mm
+        from mmuemu.kernel.debug_vm import check_lru, check_mapcounts, check_swap, validate_mm
         live = [t.mm for t in self.kern.tasks.values()
                 if t.state in (TaskState.RUNNING, TaskState.SLEEPING)]
         for mm in live:
             validate_mm(mm)
         check_mapcounts(self.kern, live)
+        check_swap(self.kern, live)
+        check_lru(self.kern)
 
     # --- processes: the emulator side of fork, wait and kill ---------------------------
     def fork_context(self, child: TaskStruct) -> None:
@@ -504,6 +541,7 @@ class Machine:
         self.native.set_root(task.mm.pgd)
         self.tlb.switch_mm(prev.mm, task.mm)
         self.task = task
+        self.kern.current = task
         self.sysctx.task = task
         self.context_switches += 1
 
@@ -604,7 +642,8 @@ class Machine:
                 if self._slice_stop == "kill":
                     msg = ""
                 elif sig == SIGKILL:  # the fault path ran out of memory
-                    msg = self._oom_message(task)
+                    # the OOM killer has logged its choice already
+                    msg = "" if task.oom_victim else self._oom_message(task)
                 else:
                     msg = self._segv_message(uc.reg_read(pc_reg), uc.reg_read(sp_reg))
                 self._end_task(task, 0, sig, msg)
@@ -643,6 +682,7 @@ class Machine:
         else:
             self.result = RunResult(exit_code=init.exit_code or 0, stop_reason="exit")
         self.result.wall_seconds = wall
+        self.kern.close()  # swapoff: the swap file goes
         if self.tracer is not None:  # a limit stopped pid 1 before it exited
             self.tracer.task_exit(self.init, self.result)
         self._sync_files()
@@ -693,7 +733,12 @@ class Machine:
             "mm": mmc,
             "memory": {"mem_bytes": self.kconfig.mem_bytes,
                        "free_pages": self.kern.buddy.stats.nr_free_pages,
-                       "managed_pages": self.kern.buddy.stats.managed_pages},
+                       "managed_pages": self.kern.buddy.stats.managed_pages,
+                       "min_free_pages": self.kern.buddy.stats.min_free_pages,
+                       "watermarks": self.kern.wmark.as_dict(),
+                       "lru": self.kern.lruvec.counts(),
+                       "swap_cache_pages": self.kern.swapper_space.nrpages,
+                       "swap": self.kern.swap.as_dict()},
             "config": self.kconfig.as_dict(),
             "wall_seconds": round(res.wall_seconds, 6) if res else None,
             **hw_stats(self.profile, self.maint, self.native, syscalls=self.syscalls,

@@ -642,6 +642,11 @@ class LinuxTlbFlush(abc.ABC):
     @abc.abstractmethod
     def flush_tlb_mm(self, mm: Hashable) -> None: ...
 
+    @abc.abstractmethod
+    def clear_flush_young(self, mm: Hashable, addr: int) -> bool:
+        """ptep_clear_flush_young() after clearing an accessed bit; True if it
+        invalidated anything."""
+
 
 class X86TlbFlush(LinuxTlbFlush):
     """arch/x86/mm/tlb.c (Linux 6.x, PTI off).
@@ -716,6 +721,11 @@ class X86TlbFlush(LinuxTlbFlush):
     def flush_tlb_mm(self, mm: Hashable) -> None:
         self._flush_all(mm)
 
+    def clear_flush_young(self, mm: Hashable, addr: int) -> bool:
+        """arch/x86/mm/pgtable.c: "clearing the accessed bit without a TLB
+        flush doesn't cause data corruption", so x86 does not flush."""
+        return False
+
 
 class Arm64TlbFlush(LinuxTlbFlush):
     """arch/arm64/include/asm/tlbflush.h and mm/context.c (Linux 6.x, no FEAT_TLBIRANGE).
@@ -773,6 +783,14 @@ class Arm64TlbFlush(LinuxTlbFlush):
         asid = self.asids.get(mm)
         if asid is not None:
             self.issue(TlbiAside1is(asid=asid))
+
+    def clear_flush_young(self, mm: Hashable, addr: int) -> bool:
+        """flush_tlb_page_nosync(): TLBI VALE1IS, no DSB."""
+        asid = self.asids.get(mm)
+        if asid is None:
+            return False
+        self.issue(TlbiVale1is(vpn=addr >> PAGE_SHIFT, asid=asid))
+        return True
 
 
 #: The Linux flush policy per architecture.

@@ -95,3 +95,67 @@ def check_mapcounts(kern: "Kernel", mms: Iterable[MmStruct]) -> None:
             raise VmBug(f"pfn {pfn:#x}: _count {page._count} < {n} mappings")
         if kern.buddy.is_free(pfn):
             raise VmBug(f"pfn {pfn:#x} is mapped and free")
+        if page.lru is None and page.kind == "user":
+            raise VmBug(f"pfn {pfn:#x} is mapped but on no LRU list")
+
+
+def check_swap(kern: "Kernel", mms: Iterable[MmStruct]) -> None:
+    """Every swap slot's reference count equals the swap PTEs naming it,
+    SWAP_HAS_CACHE is set exactly for slots with a swap-cache page (which
+    has PG_swapcache and the entry in page->private), each mm's swap counter
+    equals its swap PTEs, and the free-slot totals add up."""
+    from mmuemu.kernel.radix_tree import radix_tree_items
+    from mmuemu.kernel.swapfile import SWAP_COUNT_MASK, SWAP_HAS_CACHE, swp_entry
+    fmt = kern.fmt
+    refs: Counter[int] = Counter()
+    for mm in mms:
+        swapents = 0
+        for vma in mm.mm_rb:
+            for _, pte_pa in pte_range(mm, vma.vm_start, vma.vm_end):
+                pte = ptep_get(mm, pte_pa)
+                if pte and not fmt.pte_present(pte):
+                    refs[swp_entry(*fmt.pte_to_swp_entry(pte))] += 1
+                    swapents += 1
+        if swapents != mm.rss_swap:
+            raise VmBug(f"swap counter {mm.rss_swap}, page tables hold {swapents} swap entries")
+    cached = dict(radix_tree_items(kern.swapper_space.page_tree))
+    if len(cached) != kern.swapper_space.nrpages:
+        raise VmBug(f"swapper_space nrpages {kern.swapper_space.nrpages}, tree holds {len(cached)}")
+    used = 0
+    for si in kern.swap.swap_info:
+        for offset, count in enumerate(si.swap_map):
+            entry = swp_entry(si.type, offset)
+            if not count and not refs.get(entry):
+                continue
+            used += 1
+            if count & SWAP_COUNT_MASK != refs.get(entry, 0):
+                raise VmBug(f"swap entry {entry:#x}: swap_map count {count & SWAP_COUNT_MASK}, "
+                            f"{refs.get(entry, 0)} swap PTEs")
+            page = cached.get(entry)
+            if bool(count & SWAP_HAS_CACHE) != (page is not None):
+                raise VmBug(f"swap entry {entry:#x}: SWAP_HAS_CACHE "
+                            f"{bool(count & SWAP_HAS_CACHE)}, swap cache page {page}")
+        if si.inuse_pages != sum(1 for c in si.swap_map if c):
+            raise VmBug(f"swap device {si.type}: inuse_pages {si.inuse_pages} is wrong")
+    if kern.swap.total_swap_pages - kern.swap.nr_swap_pages != used:
+        raise VmBug(f"nr_swap_pages {kern.swap.nr_swap_pages} of {kern.swap.total_swap_pages}, "
+                    f"but {used} slots are in use")
+    for entry, page in cached.items():
+        if not page.flags >> 9 & 1 or page.private != entry:
+            raise VmBug(f"swap cache page pfn {page.pfn:#x} at {entry:#x}: PG_swapcache "
+                        f"{page.flags >> 9 & 1}, private {page.private:#x}")
+
+
+def check_lru(kern: "Kernel") -> None:
+    """Every page on an LRU list is allocated, says which list it is on
+    (page->lru, PG_lru, PG_active), and is held by someone."""
+    for name, pages in kern.lruvec.lists.items():
+        active = name.startswith("active")
+        for pfn, page in pages.items():
+            if page.pfn != pfn or page.lru != name or not page.flags >> 5 & 1:
+                raise VmBug(f"pfn {pfn:#x} on {name}: page->lru {page.lru}, "
+                            f"PG_lru {page.flags >> 5 & 1}")
+            if bool(page.flags >> 6 & 1) != active:
+                raise VmBug(f"pfn {pfn:#x} on {name} with PG_active {page.flags >> 6 & 1}")
+            if page._count <= 0 or kern.buddy.is_free(pfn):
+                raise VmBug(f"pfn {pfn:#x} on {name} is free (_count {page._count})")

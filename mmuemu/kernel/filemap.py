@@ -17,6 +17,7 @@ from mmuemu.kernel.mm_types import (
     TestClearPage, VM, VmFault, VmFaultReason,
 )
 from mmuemu.kernel.page_alloc import OutOfMemory
+from mmuemu.kernel.swap import lru_cache_add, mark_page_accessed, page_lru_base_type
 from mmuemu.kernel.radix_tree import (
     PAGECACHE_TAG_DIRTY, radix_tree_delete, radix_tree_gang_lookup_tag,
     radix_tree_insert, radix_tree_lookup, radix_tree_tag_clear, radix_tree_tag_set,
@@ -46,14 +47,8 @@ def add_to_page_cache_lru(kern: "Kernel", page: Page, mapping: AddressSpace, ind
     page.index = index
     SetPage(page, PG.locked)
     mapping.nrpages += 1
-    lru_cache_add(page, "inactive_file")
+    lru_cache_add(kern, page, page_lru_base_type(page))  # inactive_file, or inactive_anon for shmem
     return 0
-
-
-def lru_cache_add(page: Page, lru: str) -> None:
-    """lru_cache_add(): put the page on an LRU list."""
-    SetPage(page, PG.lru)
-    page.lru = lru
 
 
 def unlock_page(page: Page) -> None:
@@ -66,13 +61,19 @@ def __page_cache_alloc(kern: "Kernel") -> Page:
     return kern.alloc_page(kind="user")
 
 
+def __delete_from_page_cache(kern: "Kernel", page: Page, mapping: AddressSpace) -> None:
+    """__delete_from_page_cache(): take the page out of the mapping's tree
+    (the caller drops the cache's reference)."""
+    radix_tree_delete(mapping.page_tree, page.index)
+    mapping.nrpages -= 1
+    page.mapping = 0
+
+
 def delete_from_page_cache(kern: "Kernel", page: Page) -> None:
     """delete_from_page_cache(): remove an unmapped page from its mapping; drop the cache's reference."""
     mapping = kern.kobj.lookup(page.mapping)
     assert isinstance(mapping, AddressSpace)
-    radix_tree_delete(mapping.page_tree, page.index)
-    mapping.nrpages -= 1
-    page.mapping = 0
+    __delete_from_page_cache(kern, page, mapping)
     kern.put_page(page)
 
 
@@ -380,6 +381,7 @@ def generic_perform_write(kern: "Kernel", file: File, pos: int, data: bytes) -> 
         n = min(4096 - off, len(data) - done)
         page = aops.write_begin(kern, mapping, pos + done, n)
         kern.phys.write((page.pfn << 12) + off, data[done:done + n])
+        mark_page_accessed(kern, page)
         aops.write_end(kern, mapping, pos + done, n, page)
         done += n
     return done
@@ -409,6 +411,7 @@ def generic_file_read(kern: "Kernel", file: File, pos: int, count: int) -> bytes
             ondemand_readahead(kern, mapping, file, True, index, req_pages)
         n = min(4096 - off, count - len(out))
         out += kern.phys.read((page.pfn << 12) + off, n)
+        mark_page_accessed(kern, page)
         kern.put_page(page)
     return bytes(out)
 

@@ -10,6 +10,7 @@ them in itself, as on Linux.
 """
 from __future__ import annotations
 
+from mmuemu.kernel.swapfile import swap_duplicate, swp_entry
 from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct
 from mmuemu.kernel.memory import vm_normal_page
 from mmuemu.kernel.mmap import vma_link, vm_stat_account
@@ -58,11 +59,19 @@ def copy_page_range(dst: VmAreaStruct, src: VmAreaStruct) -> int:
     cow = is_cow_mapping(src.vm_flags)
     copied = 0
     for addr, src_pa in pte_range(src_mm, src.vm_start, src.vm_end):
-        pte = ptep_get(src_mm, src_pa)
-        if not pte:
+        if not ptep_get(src_mm, src_pa):
             continue
+        # The child's table first (pte_alloc_map_lock): the allocation may
+        # reclaim, which can turn the parent's PTE into a swap entry.
+        dst_pa = pte_offset_alloc(dst_mm, addr)
+        pte = ptep_get(src_mm, src_pa)
         if not fmt.pte_present(pte):
-            continue  # swap entries: the swap issue's
+            # copy_nonpresent_pte(): a swap entry is shared, its slot gains a reference
+            swap_duplicate(kern, swp_entry(*fmt.pte_to_swp_entry(pte)))
+            dst_mm.rss_swap += 1
+            set_pte_at(dst_mm, addr, dst_pa, pte)
+            copied += 1
+            continue
         page = vm_normal_page(src, addr, pte)
         if page is not None:
             page._count += 1  # get_page()
@@ -79,7 +88,7 @@ def copy_page_range(dst: VmAreaStruct, src: VmAreaStruct) -> int:
         if src.vm_flags & VM.SHARED:
             pte = fmt.pte_mkclean(pte)
         pte = fmt.pte_mkold(pte)
-        set_pte_at(dst_mm, addr, pte_offset_alloc(dst_mm, addr), pte)
+        set_pte_at(dst_mm, addr, dst_pa, pte)
         copied += 1
     return copied
 

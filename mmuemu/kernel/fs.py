@@ -36,6 +36,9 @@ class AddressSpaceOperations:
     """
 
     name = "simple_aops"
+    #: whether writepage() reaches storage that survives the page (reclaim may
+    #: then drop the page); memory-only file systems keep theirs in memory
+    has_backing_store = False
 
     def readpage(self, kern: "Kernel", mapping: AddressSpace, page: Page) -> int:
         """Fill ``page`` (already in the page cache, locked) with file data."""
@@ -95,6 +98,7 @@ class HostFsAops(AddressSpaceOperations):
     """A disk-backed file system whose files are host files under the sandbox root."""
 
     name = "hostfs_aops"
+    has_backing_store = True
 
     def readpage(self, kern: "Kernel", mapping: AddressSpace, page: Page) -> int:
         return self.readpages(kern, mapping, [page])

@@ -7,6 +7,7 @@ what it needs through ``vma.vm_mm.kernel`` rather than through globals.
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import TYPE_CHECKING, Callable
 
@@ -15,7 +16,10 @@ from mmuemu.hw.physmem import PhysMem
 from mmuemu.hw.pte import PteFormat
 from mmuemu.kernel.kobjects import KObjects
 from mmuemu.kernel.mm_types import PG, MmStruct, Page, SetPage
-from mmuemu.kernel.page_alloc import BuddyAllocator, OutOfMemory
+from mmuemu.kernel.page_alloc import BuddyAllocator, OutOfMemory, setup_per_zone_wmarks
+from mmuemu.kernel.swap import Lruvec, del_page_from_lru_list
+from mmuemu.kernel.swap_state import init_swapper_space
+from mmuemu.kernel.swapfile import SwapState
 from mmuemu.kernel.tlbflush import TlbFlushOps
 from mmuemu.kernel.tracepoints import TraceSink
 
@@ -39,6 +43,29 @@ class Kernel:
         self.vmstat = VmStat()
         # pfn 0 stays reserved, as the first frame is on real machines.
         self.buddy = BuddyAllocator(1, phys.nr_frames)
+        #: the zone's watermarks (setup_per_zone_wmarks)
+        self.wmark = setup_per_zone_wmarks(self.buddy.stats.managed_pages,
+                                           config.min_free_kbytes)
+        gb = (self.buddy.stats.managed_pages << 12) >> 30
+        #: zone->inactive_ratio for the anon lists (calculate_zone_inactive_ratio)
+        self.inactive_ratio = max(1, math.isqrt(10 * gb)) if gb else 1
+        #: the zone's LRU lists
+        self.lruvec = Lruvec()
+        #: swap devices (swapon at boot when --swap is nonzero) and the swap cache
+        self.swap = SwapState()
+        if config.swap_bytes:
+            self.swap.swapon(config.swap_bytes)
+        self.swapper_space = init_swapper_space(self)
+        #: kswapd was woken and has not run yet
+        self.kswapd_wait = False
+        #: reclaim may unmap pages (raw mode maps frames into the CPU directly,
+        #: behind the page tables' back, so there it must not)
+        self.reclaim_may_unmap = True
+        #: the task running on the CPU (the OOM killer's "current"); set by the machine
+        self.current: "TaskStruct | None" = None
+        #: how an OOM victim other than current dies (the machine ends it like
+        #: any killed task); the default tears its mm down directly
+        self.kill_task: Callable[["TaskStruct", int], None] = self._kill_task
         zero = self.alloc_page(kind="zero", zero=True)
         SetPage(zero, PG.reserved)
         #: empty_zero_page
@@ -67,9 +94,15 @@ class Kernel:
     def alloc_page(self, kind: str = "user", zero: bool = False) -> Page:
         """alloc_page(): a frame with _count = 1, optionally zeroed (__GFP_ZERO).
 
-        Raises OutOfMemory when no frame is free.
+        __alloc_pages(): the fast path takes a frame while the zone stays
+        above its low watermark; below it kswapd is woken and the frame may
+        come from above min; below min the task reclaims directly, and when
+        that frees nothing the OOM killer picks a victim. Raises OutOfMemory
+        when the victim is the current task (or there is none).
         """
-        pfn = self.buddy.alloc_pages(0)
+        pfn = self._get_page_from_freelist(self.wmark.low)
+        if pfn is None:
+            pfn = self.__alloc_pages_slowpath()
         page = self.buddy.pfn_to_page(pfn)
         page.flags = 0
         page._count = 1
@@ -83,6 +116,54 @@ class Kernel:
             self.phys.zero_frame(pfn)
         self.vmstat.pgalloc += 1
         return page
+
+    def _get_page_from_freelist(self, mark: int) -> int | None:
+        """get_page_from_freelist(): a frame if the zone stays above ``mark``
+        (zone_watermark_ok: free - 1 > mark for order 0)."""
+        if self.buddy.stats.nr_free_pages - 1 <= mark:
+            return None
+        return self.buddy.alloc_pages(0)
+
+    def __alloc_pages_slowpath(self) -> int:
+        """__alloc_pages_slowpath(): wake kswapd, dig to min, reclaim, OOM-kill."""
+        from mmuemu.kernel.oom_kill import out_of_memory
+        from mmuemu.kernel.vmscan import try_to_free_pages, wakeup_kswapd
+        wakeup_kswapd(self)
+        pfn = self._get_page_from_freelist(self.wmark.min)
+        no_progress = 0
+        while pfn is None:
+            progress = try_to_free_pages(self)
+            pfn = self._get_page_from_freelist(self.wmark.min)
+            if pfn is not None:
+                break
+            if progress:
+                no_progress = 0
+                continue
+            no_progress += 1
+            if no_progress < 2:  # should_reclaim_retry(): one more full pass
+                continue
+            if not out_of_memory(self):
+                raise OutOfMemory("out of memory: the OOM killer chose the allocating task")
+            no_progress = 0
+            pfn = self._get_page_from_freelist(self.wmark.min)
+        return pfn
+
+    def _kill_task(self, task: "TaskStruct", signal: int) -> None:
+        from mmuemu.kernel.exit import do_exit
+        do_exit(task, 0, signal)
+
+    def kswapd(self) -> int:
+        """Let kswapd run if an allocation woke it; returns pages it reclaimed.
+        The machine calls this when it leaves the kernel (before a page fault
+        is handled, after a syscall)."""
+        if not self.kswapd_wait:
+            return 0
+        from mmuemu.kernel.vmscan import kswapd_run
+        return kswapd_run(self)
+
+    def close(self) -> None:
+        """Shut down: swapoff (the swap file is removed)."""
+        self.swap.close()
 
     def pfn_to_page(self, pfn: int) -> Page:
         """pfn_to_page()."""
@@ -109,9 +190,11 @@ class Kernel:
         if page._mapcount >= 0:
             raise AssertionError(f"BUG: Bad page state: pfn {page.pfn:#x} freed while mapped "
                                  f"(mapcount {page._mapcount + 1})")
+        if page.lru is not None:
+            del_page_from_lru_list(self, page)
         page.flags = 0
         page.mapping = 0
-        page.lru = None
+        page.private = 0
         page.kind = "free"
         self.buddy.free_pages(page.pfn, 0)
         self.vmstat.pgfree += 1

@@ -20,18 +20,23 @@ non-present before"); replacing or downgrading a present PTE does
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mmuemu.kernel.mm_types import (
-    PG, VM, FaultFlag, FaultKind, MmStruct, Page, PageAnon, PageTest, SetPage,
+    PG, PG_readahead, VM, ClearPage, FaultFlag, FaultKind, MmStruct, Page, PageAnon, PageTest, SetPage,
     VmAreaStruct, VmFault, VmFaultReason, VM_FAULT_ERROR,
 )
-from mmuemu.kernel.filemap import lru_cache_add, set_page_dirty, unlock_page
+from mmuemu.kernel.filemap import set_page_dirty, unlock_page
+from mmuemu.kernel.swap import LRU_ACTIVE_ANON, lru_cache_add
 from mmuemu.kernel.page_alloc import OutOfMemory
 from mmuemu.kernel.pgtable import (
     ptep_clear_flush, ptep_get, pte_offset_alloc, set_pte_at,
 )
+if TYPE_CHECKING:
+    from mmuemu.kernel.kernel import Kernel
 from mmuemu.kernel.rmap import (
-    anon_vma_prepare, linear_page_index, page_add_file_rmap, page_add_new_anon_rmap,
-    page_move_anon_rmap, page_remove_rmap,
+    anon_vma_prepare, do_page_add_anon_rmap, linear_page_index, page_add_file_rmap,
+    page_add_new_anon_rmap, page_move_anon_rmap, page_remove_rmap,
 )
 
 
@@ -74,7 +79,7 @@ def do_set_pte(vma: VmAreaStruct, address: int, page: Page, pte_pa: int,
     entry = _mk_pte(vma, page.pfn, write)
     if anon:
         page_add_new_anon_rmap(page, vma, address)
-        lru_cache_add(page, "active_anon")
+        lru_cache_add(vma.vm_mm.kernel, page, LRU_ACTIVE_ANON)
     else:
         page_add_file_rmap(page, vma)
     set_pte_at(vma.vm_mm, address, pte_pa, entry)
@@ -313,9 +318,85 @@ def do_linear_fault(vmf: VmFault) -> int:
 
 
 def do_swap_page(vmf: VmFault) -> int:
-    """do_swap_page(): the PTE holds a swap entry. Swap is not modelled yet."""
+    """do_swap_page(): the PTE holds a swap entry; bring the page back.
+
+    Look in the swap cache first; on a miss read the slot and its cluster
+    (swapin_readahead) and count a major fault. Map the page; on a write, if
+    no other swap PTE or mapping shares it (reuse_swap_page), it leaves the
+    swap cache, is mapped writable and dirty and its slot is freed. Then the
+    PTE's reference to the slot goes (swap_free), and the slot is dropped
+    when swap is more than half full. A write that could not reuse the page
+    continues in do_wp_page (a COW copy).
+    """
+    from mmuemu.kernel.swap_state import lookup_swap_cache, swapin_readahead
+    from mmuemu.kernel.swapfile import swap_free, swp_entry, try_to_free_swap
+    vma = vmf.vma
+    mm = vma.vm_mm
+    kern = mm.kernel
+    fmt = kern.fmt
     vmf.kind = FaultKind.SWAP
-    return VmFaultReason.SIGBUS
+    entry = swp_entry(*fmt.pte_to_swp_entry(vmf.orig_pte))
+    ret = VmFaultReason.NONE
+    page = lookup_swap_cache(kern, entry)
+    if page is None:
+        page, _ = swapin_readahead(kern, entry, vma, vmf.address)
+        if page is None:
+            # the slot was freed meanwhile: another path resolved the PTE
+            return VmFaultReason.NONE if ptep_get(mm, vmf.pte_pa) != vmf.orig_pte \
+                else VmFaultReason.OOM
+        ret = VmFaultReason.MAJOR
+        kern.vmstat.pgmajfault += 1
+        vmf.detail = "major"
+    else:
+        vmf.detail = "cache"
+    ClearPage(page, PG_readahead)
+    SetPage(page, PG.locked)  # lock_page()
+    if ptep_get(mm, vmf.pte_pa) != vmf.orig_pte:  # pte_same() failed: somebody mapped it
+        unlock_page(page)
+        kern.put_page(page)
+        return ret
+    anon_vma_prepare(vma)
+    mm.rss_swap -= 1
+    entry_pte = fmt.pfn_pte(page.pfn, vma.vm_page_prot)
+    exclusive = False
+    write = bool(vmf.flags & FaultFlag.WRITE)
+    if write and reuse_swap_page(kern, page):
+        entry_pte = fmt.pte_mkdirty(entry_pte)
+        if vma.vm_flags & VM.WRITE:
+            entry_pte = fmt.pte_mkwrite(entry_pte)  # maybe_mkwrite()
+        write = False
+        ret |= VmFaultReason.WRITE
+        exclusive = True
+    # our reference from the lookup becomes the PTE's
+    do_page_add_anon_rmap(page, vma, vmf.address, exclusive)
+    set_pte_at(mm, vmf.address, vmf.pte_pa, entry_pte)
+    swap_free(kern, entry)
+    if kern.swap.vm_swap_full() or vma.vm_flags & VM.LOCKED:
+        try_to_free_swap(kern, page)
+    unlock_page(page)
+    update_mmu_cache(vma, vmf.address, entry_pte)
+    _update_hiwater_rss(mm)
+    if write:  # the page is shared with a swap PTE elsewhere: break COW now
+        vmf.orig_pte = entry_pte
+        ret |= do_wp_page(vmf)
+        vmf.kind = FaultKind.SWAP
+        vmf.detail += "+cow"
+    return ret
+
+
+def reuse_swap_page(kern: "Kernel", page: Page) -> bool:
+    """reuse_swap_page(): may a write fault keep this page? Yes when no other
+    PTE maps it and no other swap PTE refers to its slot; the page then
+    leaves the swap cache (its slot copy is about to go stale) and is dirty."""
+    from mmuemu.kernel.swap_state import PageSwapCache, delete_from_swap_cache
+    from mmuemu.kernel.swapfile import page_swapcount
+    count = page._mapcount + 1
+    if count <= 1 and PageSwapCache(page):
+        count += page_swapcount(kern, page)
+        if count == 1 and not PageTest(page, PG.writeback):
+            delete_from_swap_cache(kern, page)
+            SetPage(page, PG.dirty)
+    return count <= 1
 
 
 def do_wp_page(vmf: VmFault) -> int:
@@ -336,6 +417,9 @@ def do_wp_page(vmf: VmFault) -> int:
     if PageAnon(page):
         # 6.x: reuse when we hold the only reference (folio_ref_count == 1 and
         # not in the swap cache); the page moves to our anon_vma.
+        if page.flags >> PG.owner_priv_1 & 1 and page._mapcount == 0 and page._count == 2:
+            from mmuemu.kernel.swapfile import try_to_free_swap
+            try_to_free_swap(kern, page)  # 6.x: drop the swap copy of an exclusive page
         if page._count == 1 and page._mapcount == 0 and not PageTest(page, PG.owner_priv_1):
             page_move_anon_rmap(page, vma)
             kern.vmstat.cow_reuses += 1
@@ -398,7 +482,19 @@ def wp_page_copy(vmf: VmFault) -> int:
         vmf.kind = FaultKind.WP
         vmf.detail = "zero"
     else:
-        new_page = kern.alloc_page()
+        # Locked across the allocation, which may reclaim: rmap must not
+        # unmap the PTE this fault is about to replace.
+        was_locked = PageTest(old_page, PG.locked)
+        SetPage(old_page, PG.locked)
+        try:
+            new_page = kern.alloc_page()
+        except OutOfMemory:
+            if not was_locked:
+                unlock_page(old_page)
+            kern.put_page(old_page)
+            raise
+        if not was_locked:
+            unlock_page(old_page)
         kern.phys.copy_frame(new_page.pfn, old_page.pfn)  # cow_user_page
         kern.vmstat.cow_copies += 1
         vmf.kind = FaultKind.COW

@@ -451,7 +451,11 @@ def zap_pte_range(vma: VmAreaStruct, start: int, end: int) -> list[int]:
             continue
         ptep_get_and_clear(mm, addr, pte_pa)
         if not fmt.pte_present(pte):
-            continue  # swap entries: not modelled yet
+            # a swap entry: drop its slot reference (and an unused swap-cache page)
+            from mmuemu.kernel.swapfile import free_swap_and_cache, swp_entry
+            free_swap_and_cache(kern, swp_entry(*fmt.pte_to_swp_entry(pte)))
+            mm.rss_swap -= 1
+            continue
         page = vm_normal_page(vma, addr, pte)
         if page is None:
             continue

@@ -27,8 +27,40 @@ class ZoneStats:
 
     managed_pages: int = 0
     nr_free_pages: int = 0
+    #: the fewest free pages seen (after an allocation) during the run
+    min_free_pages: int = 0
     allocs: int = 0
     frees: int = 0
+
+
+#: /proc/sys/vm/watermark_scale_factor default (in 1/10000 of managed pages)
+WATERMARK_SCALE_FACTOR = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneWatermarks:
+    """A zone's _watermark[WMARK_MIN/LOW/HIGH], in pages.
+
+    Below ``low`` an allocation wakes kswapd; an ordinary allocation may not
+    take the free count below ``min`` (it enters direct reclaim instead);
+    kswapd reclaims until the zone is above ``high``.
+    """
+
+    min: int
+    low: int
+    high: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"min": self.min, "low": self.low, "high": self.high}
+
+
+def setup_per_zone_wmarks(managed_pages: int, min_free_kbytes: int) -> ZoneWatermarks:
+    """__setup_per_zone_wmarks() for the one zone, as Linux 6.x computes it:
+    min = min_free_kbytes in pages; low and high add max(min/4,
+    managed * watermark_scale_factor / 10000) once and twice."""
+    wmin = min_free_kbytes >> 2  # kB to 4 KiB pages
+    tmp = max(wmin >> 2, managed_pages * WATERMARK_SCALE_FACTOR // 10000)
+    return ZoneWatermarks(min=wmin, low=wmin + tmp, high=wmin + 2 * tmp)
 
 
 class BuddyAllocator:
@@ -59,6 +91,7 @@ class BuddyAllocator:
             self._order_of[pfn] = order
         self.stats.managed_pages = end_pfn - first_pfn
         self.stats.nr_free_pages = end_pfn - first_pfn
+        self.stats.min_free_pages = end_pfn - first_pfn
 
     def alloc_pages(self, order: int = 0) -> int:
         """__rmqueue_smallest(): return the first pfn of a free 2**order block."""
@@ -74,6 +107,8 @@ class BuddyAllocator:
                     self.free_area[current][buddy] = None
                     self._order_of[buddy] = current
                 self.stats.nr_free_pages -= 1 << order
+                if self.stats.nr_free_pages < self.stats.min_free_pages:
+                    self.stats.min_free_pages = self.stats.nr_free_pages
                 self.stats.allocs += 1
                 return pfn
         raise OutOfMemory(f"no free block of order {order}")

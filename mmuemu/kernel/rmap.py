@@ -126,6 +126,23 @@ def page_add_anon_rmap(page: Page, vma: VmAreaStruct, address: int) -> None:
     vma.vm_mm.rss_anon += 1
 
 
+def do_page_add_anon_rmap(page: Page, vma: VmAreaStruct, address: int, exclusive: bool) -> None:
+    """do_page_add_anon_rmap(): map a page that came back from swap. The first
+    mapping of a page that lost its anon_vma link (read from the device)
+    points it at the VMA's anon_vma if exclusive, else at the root, the
+    oldest one every sharer is linked to (__page_set_anon_rmap)."""
+    page._mapcount += 1
+    vma.vm_mm.rss_anon += 1
+    if page._mapcount == 0 and not PageAnon(page):
+        anon_vma = vma.anon_vma
+        assert anon_vma is not None
+        if not exclusive:
+            assert anon_vma.root is not None
+            anon_vma = anon_vma.root
+        page.mapping = anon_vma.kaddr | PAGE_MAPPING_ANON
+        page.index = linear_page_index(vma, address)
+
+
 def page_move_anon_rmap(page: Page, vma: VmAreaStruct) -> None:
     """page_move_anon_rmap(): an exclusively owned page moves to the VMA's own anon_vma."""
     assert vma.anon_vma is not None
@@ -269,11 +286,24 @@ def rmap_walk(kern: "Kernel", page: Page) -> tuple[str, list[VmAreaStruct]]:
 
 def page_referenced(kern: "Kernel", page: Page) -> int:
     """page_referenced(): how many PTEs mapping the page had the accessed bit
-    (x86 A, arm64 AF), clearing each one it finds (ptep_clear_flush_young:
-    the hardware must see the cleared bit, so the TLB entry is flushed)."""
+    (x86 A, arm64 AF), clearing each one it finds."""
+    return page_referenced_vm_flags(kern, page)[0]
+
+
+def page_referenced_vm_flags(kern: "Kernel", page: Page) -> tuple[int, int]:
+    """page_referenced() with its vm_flags out-parameter: the referencing
+    PTEs and the union of the vm_flags of the VMAs they are in.
+
+    Each young PTE is made old with ptep_clear_flush_young(): x86-64 leaves
+    the TLB alone (a stale entry only delays the next A-bit update), arm64
+    issues a TLBI so the hardware sees the cleared AF. An unmapped page is
+    not walked (its anon_vma may be gone)."""
     from mmuemu.kernel.pgtable import pte_offset_lookup, ptep_get, set_pte_at
+    if page._mapcount < 0:
+        return 0, 0
     fmt = kern.fmt
     referenced = 0
+    vm_flags = 0
     for vma in rmap_walk(kern, page)[1]:
         addr = page_vma_mapped(page, vma)
         if addr is None:
@@ -283,40 +313,47 @@ def page_referenced(kern: "Kernel", page: Page) -> int:
         pte = ptep_get(vma.vm_mm, pte_pa)
         if fmt.pte_young(pte):
             set_pte_at(vma.vm_mm, addr, pte_pa, fmt.pte_mkold(pte))
-            kern.tlb.flush_tlb_page(vma.vm_mm, addr)
+            kern.tlb.clear_flush_young(vma.vm_mm, addr)
             referenced += 1
-    return referenced
+            vm_flags |= vma.vm_flags
+    return referenced, vm_flags
 
 
-def try_to_unmap_one(kern: "Kernel", page: Page, vma: VmAreaStruct, address: int,
-                     swp_pte: Optional[int]) -> bool:
+def try_to_unmap_one(kern: "Kernel", page: Page, vma: VmAreaStruct, address: int) -> bool:
     """try_to_unmap_one(): remove one PTE mapping the page (ptep_clear_flush),
-    moving its dirty bit to the page. An anonymous page's PTE becomes
-    ``swp_pte`` (its swap entry); without one, anonymous pages stay mapped."""
-    from mmuemu.kernel.mm_types import PG, SetPage
+    moving its dirty bit to the page. An anonymous page must be in the swap
+    cache: its PTE becomes the swap entry in page->private, in the
+    architecture's encoding, and the slot gains a reference
+    (swap_duplicate)."""
+    from mmuemu.kernel.filemap import set_page_dirty
     from mmuemu.kernel.pgtable import ptep_clear_flush, pte_offset_lookup, set_pte_at
+    from mmuemu.kernel.swapfile import swap_duplicate, swp_offset, swp_type
     anon = PageAnon(page)
-    if anon and swp_pte is None:
-        return False
+    if anon and not page.flags >> PG.owner_priv_1 & 1:
+        return False  # no swap entry to leave behind
     pte_pa = pte_offset_lookup(vma.vm_mm, address)
     assert pte_pa is not None
     old = ptep_clear_flush(vma, address, pte_pa)
     if kern.fmt.pte_dirty(old):
-        SetPage(page, PG.dirty)
+        set_page_dirty(kern, page)
     if anon:
-        assert swp_pte is not None
-        set_pte_at(vma.vm_mm, address, pte_pa, swp_pte)
+        entry = page.private
+        swap_duplicate(kern, entry)
+        set_pte_at(vma.vm_mm, address, pte_pa,
+                   kern.fmt.swp_entry_to_pte(swp_type(entry), swp_offset(entry)))
         vma.vm_mm.rss_swap += 1
     page_remove_rmap(page, vma)
     kern.put_page(page)
     return True
 
 
-def try_to_unmap(kern: "Kernel", page: Page, swp_pte: Optional[int] = None) -> bool:
+def try_to_unmap(kern: "Kernel", page: Page) -> bool:
     """try_to_unmap(): unmap the page from every VMA rmap finds; True when
     no PTE maps it any more (page_mapped() is false)."""
+    if page._mapcount < 0:
+        return True
     for vma in list(rmap_walk(kern, page)[1]):
         addr = page_vma_mapped(page, vma)
-        if addr is not None and not try_to_unmap_one(kern, page, vma, addr, swp_pte):
+        if addr is not None and not try_to_unmap_one(kern, page, vma, addr):
             return False
     return page._mapcount < 0

@@ -53,6 +53,8 @@ class TaskStruct:
     children_maj_flt: int = 0
     #: clone(2) with a new stack: the child's initial stack pointer
     context_sp: int = 0
+    #: chosen by the OOM killer (TIF_MEMDIE): it dies with SIGKILL
+    oom_victim: bool = False
 
     def set_comm(self, name: str) -> None:
         """__set_task_comm(): the executable's basename, at most 15 bytes."""

@@ -42,8 +42,7 @@ def shmem_fault(vmf: VmFault) -> int:
             return VmFaultReason.OOM
         SetPage(page, PG.swapbacked)
         SetPage(page, PG.uptodate)
-        add_to_page_cache_lru(kern, page, mapping, vmf.pgoff)
-        page.lru = "inactive_anon"
+        add_to_page_cache_lru(kern, page, mapping, vmf.pgoff)  # on the inactive anon list
         unlock_page(page)
     elif not PageTest(page, PG.uptodate):
         SetPage(page, PG.uptodate)

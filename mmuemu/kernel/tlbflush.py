@@ -27,6 +27,10 @@ class TlbFlushOps(Protocol):
         """An executable page was mapped: make the I-cache coherent
         (arm64 __sync_icache_dcache; a no-op on x86-64)."""
 
+    def clear_flush_young(self, mm: MmStruct, addr: int) -> None:
+        """ptep_clear_flush_young(): the PTE's accessed bit was just cleared
+        (x86-64: no flush; arm64: TLBI VALE1IS without waiting)."""
+
 
 class RecordingFlush:
     """A fake MMU that records every request, for kernel tests."""
@@ -45,3 +49,6 @@ class RecordingFlush:
 
     def flush_icache_page(self, mm: MmStruct, addr: int, pfn: int) -> None:
         self.calls.append(("icache", addr, pfn))
+
+    def clear_flush_young(self, mm: MmStruct, addr: int) -> None:
+        self.calls.append(("young", addr, addr + 4096))

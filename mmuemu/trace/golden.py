@@ -28,11 +28,19 @@ class GoldenRun:
     args: tuple[str, ...] = ()
     #: files the run expects in its root: (name, size in bytes), filled deterministically
     files: tuple[tuple[str, int], ...] = ()
+    #: emulated memory (--mem) in bytes; 0 = the default. A small size makes a
+    #: run that reclaims and swaps.
+    mem: int = 0
 
     @property
     def name(self) -> str:
-        """``anon_touch-16``: the program and its arguments, safe as a file name."""
-        return "-".join([self.program, *(re.sub(r"[^A-Za-z0-9_.]", "_", a) for a in self.args)])
+        """``anon_touch-16``: the program and its arguments, safe as a file name
+        (``...-mem2M`` when it runs in a smaller memory)."""
+        parts = [self.program, *(re.sub(r"[^A-Za-z0-9_.]", "_", a) for a in self.args)]
+        if self.mem:
+            parts.append(f"mem{self.mem >> 20}M" if not self.mem & 0xFFFFF
+                         else f"mem{self.mem >> 10}K")
+        return "-".join(parts)
 
     def path(self, traces: Path, arch: str) -> Path:
         """Where the golden trace for ``arch`` lives."""

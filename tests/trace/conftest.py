@@ -47,7 +47,18 @@ GOLDEN_RUNS: dict[str, GoldenRun] = {r.program: r for r in [
     GoldenRun("mprotect_split", ("8",)),
     GoldenRun("mremap_grow", ("4",)),
     GoldenRun("munmap_hole", ("8",)),
+    GoldenRun("swap_stress", ("256", "2")),
+    GoldenRun("fork_swap", ("64",)),
+    GoldenRun("file_heavy", ("fh.dat", "32", "1")),
 ]}
+
+
+#: Runs under memory pressure: reclaim, swap-out, swap-in and refaults in the trace.
+PRESSURE_GOLDEN_RUNS: list[GoldenRun] = [
+    GoldenRun("swap_stress", ("520", "2"), mem=2 << 20),
+    GoldenRun("fork_swap", ("320",), mem=2 << 20),
+    GoldenRun("file_heavy", ("fh.dat", "480", "1"), mem=2 << 20),
+]
 
 
 def guest_programs(arch: str) -> list[str]:
@@ -75,6 +86,8 @@ class GoldenChecker:
         root.mkdir(exist_ok=True)
         run.prepare(root)
         out = out or self.tmp / f"{arch}-{run.name}.jsonl"
+        if kconfig is None and run.mem:
+            kconfig = KernelConfig(mem_bytes=run.mem)
         run_traced(arch, run.program, run.args, out, root, kconfig)
         return out
 

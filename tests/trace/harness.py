@@ -69,21 +69,35 @@ def _flush_hook(orig: Any, kind: str) -> Any:
 
 
 def guest_path(arch: str, program: str) -> str:
-    """The bundled guest binary (relative to the repository, as goldens record it)."""
+    """The bundled guest binary."""
     return str(GUEST_BIN / arch / program)
+
+
+def golden_guest_path(arch: str, program: str) -> str:
+    """The guest binary relative to the repository root, as goldens are run:
+    argv[0] and AT_EXECFN on the stack move every stack address with their
+    length, so a golden must not depend on where the checkout is."""
+    return os.path.join("guest", "bin", arch, program)
 
 
 def run_traced(arch: str, program: str, args: Sequence[str], out: str | os.PathLike[str],
                root: str | os.PathLike[str], kconfig: Optional[KernelConfig] = None,
                events: EventFilter = ALL_EVENTS) -> tuple[RunResult, Machine]:
     """Run ``program`` with ``args`` on ``arch`` and write its trace to ``out``."""
-    rconfig = RunConfig(root=os.fspath(root))
-    with FaultTracer(out, events, argv=args) as tracer:
-        if WIRED:
-            m: Machine = Machine(guest_path(arch, program), list(args), kconfig, rconfig,
-                                 tracer=tracer)  # type: ignore[call-arg]
-        else:
-            m = _TracedMachine(guest_path(arch, program), list(args), kconfig, rconfig,
-                               tracer=tracer)
-        result = m.run()
+    rconfig = RunConfig(root=os.path.abspath(root))
+    out = os.path.abspath(out)
+    cwd = os.getcwd()
+    os.chdir(REPO)  # golden_guest_path() is relative to the repository root
+    try:
+        with FaultTracer(out, events, argv=args) as tracer:
+            if WIRED:
+                m: Machine = Machine(golden_guest_path(arch, program), list(args), kconfig,
+                                     rconfig,
+                                     tracer=tracer)  # type: ignore[call-arg]
+            else:
+                m = _TracedMachine(golden_guest_path(arch, program), list(args), kconfig, rconfig,
+                                   tracer=tracer)
+            result = m.run()
+    finally:
+        os.chdir(cwd)
     return result, m

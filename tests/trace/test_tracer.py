@@ -1,6 +1,7 @@
 """The emulator's trace sink on real guests: roles, enrichment, filters, determinism."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from mmuemu.trace import EventFilter, read_all
 from mmuemu.trace.golden import GoldenRun
 from tests.conftest import ARCHES
 from tests.trace.conftest import GOLDEN_RUNS, GoldenChecker
-from tests.trace.harness import guest_path, run_traced
+from tests.trace.harness import REPO, golden_guest_path, guest_path, run_traced
 
 
 @pytest.mark.parametrize("arch", ARCHES)
@@ -92,8 +93,14 @@ def test_same_run_twice_gives_identical_bytes(tmp_path: Path, suffix: str) -> No
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_tracing_does_not_change_what_is_counted(tmp_path: Path, arch: str) -> None:
-    plain = Machine(guest_path(arch, "data_bss"), [], rconfig=RunConfig(root=str(tmp_path)))
-    plain.run()
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the same argv[0] as run_traced's (it moves stack addresses)
+    try:
+        plain = Machine(golden_guest_path(arch, "data_bss"), [],
+                        rconfig=RunConfig(root=str(tmp_path)))
+        plain.run()
+    finally:
+        os.chdir(cwd)
     _, traced = run_traced(arch, "data_bss", [], tmp_path / "t.mmtrace", tmp_path)
     drop = {"wall_seconds"}
     assert {k: v for k, v in traced.stats().items() if k not in drop} == \
