@@ -16,6 +16,10 @@ class CpuSpec:
     uc_arch: int
     uc_mode: int
     regs: dict[str, int]
+    #: how far the pc a syscall hook sees is behind the syscall's return
+    #: address: x86-64's UC_HOOK_INSN runs before rip moves past the 2-byte
+    #: ``syscall``; arm64's ``svc`` exception has already advanced pc
+    syscall_hook_pc_lag: int
 
 
 def _x86_regs() -> dict[str, int]:
@@ -33,8 +37,8 @@ def _arm64_regs() -> dict[str, int]:
 
 
 CPUS: dict[Arch, CpuSpec] = {
-    Arch.X86_64: CpuSpec(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64, _x86_regs()),
-    Arch.ARM64: CpuSpec(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM, _arm64_regs()),
+    Arch.X86_64: CpuSpec(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64, _x86_regs(), 2),
+    Arch.ARM64: CpuSpec(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM, _arm64_regs(), 0),
 }
 
 

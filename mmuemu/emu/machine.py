@@ -512,6 +512,8 @@ class Machine:
         if child.context_sp:  # clone(2) with a new stack
             uc.reg_write(sp_reg, child.context_sp)
         child.context = uc.context_save()
+        pc_reg, lag = self.regs[self.spec.pc_reg], CPUS[self.spec.arch].syscall_hook_pc_lag
+        child.context.reg_write(pc_reg, child.context.reg_read(pc_reg) + lag)  # resume after it
         uc.reg_write(ret_reg, saved)
         uc.reg_write(sp_reg, saved_sp)
         child.insns = 0
