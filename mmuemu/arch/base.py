@@ -1,14 +1,14 @@
 """The per-architecture interface of the kernel side."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 from mmuemu._types import Arch
 from mmuemu.hw.pte import PteFormat
 from mmuemu.kernel.binfmt_elf import ElfArchInfo
 from mmuemu.kernel.fault import AccessType
-from mmuemu.kernel.syscalls import Kstat
+from mmuemu.kernel.syscalls import Kstat, SyscallHandler
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,10 @@ class ArchSpec:
     fault_code: Callable[[HwFault], int]
     #: the kernel's one-line report of a fatal user fault
     segfault_message: Callable[[str, int, HwFault, int, int, int, str], str]
+    #: syscalls only this architecture has (arch/*/kernel), by name
+    arch_syscalls: Mapping[str, SyscallHandler] = field(default_factory=dict)
+    #: CONFIG_CLONE_BACKWARDS: clone(flags, newsp, ptid, tls, ctid), not (..., ctid, tls)
+    clone_backwards: bool = False
 
     @property
     def name(self) -> str:

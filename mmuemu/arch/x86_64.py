@@ -2,6 +2,7 @@
 struct stat, and show_signal_msg()'s segfault line."""
 from __future__ import annotations
 
+import errno
 import struct
 
 from mmuemu._types import Arch
@@ -9,7 +10,8 @@ from mmuemu.arch.base import ArchSpec, HwFault
 from mmuemu.hw.x86_64.pte import X86_64Pte
 from mmuemu.kernel.binfmt_elf import ElfArchInfo
 from mmuemu.kernel.fault import AccessType
-from mmuemu.kernel.syscalls import Kstat
+from mmuemu.kernel.syscalls import Kstat, SyscallContext
+from mmuemu.kernel.uaccess import UserFault, copy_to_user
 
 X86_PF_PROT = 1 << 0
 X86_PF_WRITE = 1 << 1
@@ -25,13 +27,47 @@ SYSCALL_NAMES = {
     26: "msync", 28: "madvise", 32: "dup", 33: "dup2", 39: "getpid", 56: "clone",
     57: "fork", 58: "vfork", 59: "execve", 60: "exit", 61: "wait4", 62: "kill",
     63: "uname", 72: "fcntl", 74: "fsync", 75: "fdatasync", 76: "truncate",
-    77: "ftruncate", 79: "getcwd", 80: "chdir", 87: "unlink", 96: "gettimeofday",
-    98: "getrusage", 102: "getuid", 104: "getgid", 107: "geteuid", 108: "getegid",
-    110: "getppid", 158: "arch_prctl", 186: "gettid", 201: "time",
-    218: "set_tid_address", 228: "clock_gettime", 230: "clock_nanosleep",
-    231: "exit_group", 257: "openat", 262: "newfstatat", 263: "unlinkat",
-    302: "prlimit64", 318: "getrandom", 334: "rseq",
+    77: "ftruncate", 79: "getcwd", 80: "chdir", 87: "unlink", 89: "readlink",
+    96: "gettimeofday", 97: "getrlimit", 98: "getrusage", 99: "sysinfo", 102: "getuid",
+    104: "getgid", 107: "geteuid", 108: "getegid", 110: "getppid", 158: "arch_prctl",
+    186: "gettid", 200: "tkill", 201: "time", 202: "futex", 218: "set_tid_address",
+    228: "clock_gettime", 230: "clock_nanosleep", 231: "exit_group", 234: "tgkill", 257: "openat",
+    262: "newfstatat", 263: "unlinkat", 267: "readlinkat", 273: "set_robust_list",
+    274: "get_robust_list", 302: "prlimit64", 309: "getcpu", 318: "getrandom",
+    334: "rseq",
 }
+
+ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
+#: the base registers arch_prctl() sets and reads (the emulator's register names)
+_BASE_REGS = {ARCH_SET_FS: "fs_base", ARCH_GET_FS: "fs_base",
+              ARCH_SET_GS: "gs_base", ARCH_GET_GS: "gs_base"}
+
+
+def sys_arch_prctl(ctx: SyscallContext, option: int, arg2: int, *_: int) -> int:
+    """arch_prctl(2) (do_arch_prctl_64()): the FS and GS base registers.
+
+    glibc's startup sets FS to its thread control block (ARCH_SET_FS): %fs
+    is the thread pointer for TLS. A base must be a user address
+    (< TASK_SIZE_MAX, else -EPERM); ARCH_GET_* store the base at ``arg2``.
+    Other options (CPUID faulting, vDSO mapping, CET/shadow stacks) are
+    -EINVAL, as from a kernel without those features.
+    """
+    option &= 0xFFFFFFFF
+    reg = _BASE_REGS.get(option)
+    if reg is None:
+        return -errno.EINVAL
+    if ctx.emu is None:
+        return -errno.ENOSYS  # kernel-only tests: no CPU
+    if option in (ARCH_SET_FS, ARCH_SET_GS):
+        if arg2 >= ctx.task.mm.task_size:
+            return -errno.EPERM
+        ctx.emu.user_reg(reg, arg2)
+        return 0
+    try:
+        copy_to_user(ctx.task, arg2, struct.pack("<Q", ctx.emu.user_reg(reg)))
+    except UserFault:
+        return -errno.EFAULT
+    return 0
 
 
 def pack_stat(st: Kstat) -> bytes:
@@ -78,4 +114,5 @@ X86_64 = ArchSpec(
     pack_stat=pack_stat,
     fault_code=fault_code,
     segfault_message=segfault_message,
+    arch_syscalls={"arch_prctl": sys_arch_prctl},
 )

@@ -500,6 +500,12 @@ class Machine:
         check_lru(self.kern)
 
     # --- processes: the emulator side of fork, wait and kill ---------------------------
+    def user_reg(self, name: str, value: int | None = None) -> int:
+        """The running task's register ``name`` (set to ``value`` first if given): arch_prctl."""
+        if value is not None:
+            self.uc.reg_write(self.regs[name], value)
+        return int(self.uc.reg_read(self.regs[name]))
+
     def fork_context(self, child: TaskStruct) -> None:
         """The child starts as a copy of the current CPU state, returning 0 from fork."""
         if self.tracer is not None:
