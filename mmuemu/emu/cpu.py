@@ -20,6 +20,10 @@ class CpuSpec:
     #: address: x86-64's UC_HOOK_INSN runs before rip moves past the 2-byte
     #: ``syscall``; arm64's ``svc`` exception has already advanced pc
     syscall_hook_pc_lag: int
+    #: registers a new program starts with besides pc and sp, by Unicorn id:
+    #: the kernel's initial FPU state (Unicorn resets x87's control word and
+    #: MXCSR to 0, i.e. single precision and every exception unmasked)
+    exec_regs: dict[int, int]
 
 
 def _x86_regs() -> dict[str, int]:
@@ -37,8 +41,11 @@ def _arm64_regs() -> dict[str, int]:
 
 
 CPUS: dict[Arch, CpuSpec] = {
-    Arch.X86_64: CpuSpec(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64, _x86_regs(), 2),
-    Arch.ARM64: CpuSpec(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM, _arm64_regs(), 0),
+    # fpstate_init_fxstate(): FCW 0x37f (64-bit precision, exceptions masked),
+    # MXCSR_DEFAULT 0x1f80. arm64 starts with FPCR 0, as Unicorn does.
+    Arch.X86_64: CpuSpec(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64, _x86_regs(), 2,
+                         {x86_const.UC_X86_REG_FPCW: 0x37F, x86_const.UC_X86_REG_MXCSR: 0x1F80}),
+    Arch.ARM64: CpuSpec(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM, _arm64_regs(), 0, {}),
 }
 
 

@@ -604,6 +604,8 @@ class Machine:
         pc_reg, sp_reg = self.regs[self.spec.pc_reg], self.regs[self.spec.sp_reg]
         uc.reg_write(sp_reg, self.exec.sp)
         uc.reg_write(pc_reg, self.exec.entry)
+        for reg, value in CPUS[self.spec.arch].exec_regs.items():
+            uc.reg_write(reg, value)
         self.final_mm_stats: dict[int, dict[str, int]] = {}
         self._init_message = ""
         self._quantum_expired = False
