@@ -1028,6 +1028,16 @@ def sys_readlink(ctx: SyscallContext, path_ptr: int, buf: int, bufsiz: int, *_: 
     return sys_readlinkat(ctx, AT_FDCWD, path_ptr, buf, bufsiz)
 
 
+def sys_open(ctx: SyscallContext, path_ptr: int, flags: int, mode: int, *_: int) -> int:
+    """open(2) (x86-64; musl's fopen uses it): openat(AT_FDCWD, ...)."""
+    return sys_openat(ctx, AT_FDCWD, path_ptr, flags, mode)
+
+
+def sys_stat(ctx: SyscallContext, path_ptr: int, statbuf: int, *_: int) -> int:
+    """stat(2) (x86-64; musl's stat() uses it): newfstatat(AT_FDCWD, path, buf, 0)."""
+    return sys_newfstatat(ctx, AT_FDCWD, path_ptr, statbuf, 0)
+
+
 def sys_unlink(ctx: SyscallContext, path_ptr: int, *_: int) -> int:
     """unlink(2) (x86-64; glibc's remove() uses it): unlinkat(AT_FDCWD, path, 0)."""
     return sys_unlinkat(ctx, AT_FDCWD, path_ptr, 0)
@@ -1250,6 +1260,7 @@ SYSCALLS: dict[str, SyscallHandler] = {
     "kill": sys_kill, "set_tid_address": sys_set_tid_address,
     "readv": sys_readv, "writev": sys_writev, "ioctl": sys_ioctl,
     "readlink": sys_readlink, "readlinkat": sys_readlinkat, "unlink": sys_unlink,
+    "open": sys_open, "stat": sys_stat,
     "set_robust_list": sys_set_robust_list, "rseq": sys_ni_syscall,
     "prlimit64": sys_prlimit64, "getrandom": sys_getrandom, "futex": sys_futex,
     "sysinfo": sys_sysinfo, "getcpu": sys_getcpu, "gettid": sys_gettid,
