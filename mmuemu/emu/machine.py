@@ -190,6 +190,10 @@ class Machine:
             self.profile: Profile = profile_for(self.spec.arch, profile, tlb_overrides)
         except ProfileError as e:
             raise MachineError(str(e)) from None
+        if not self.profile.walk.hw_access_flag and self.kconfig.hw_access_flag:
+            # the profile's walker leaves AF to software: the kernel model and the
+            # stats/trace headers record it through the kernel knob
+            self.kconfig = dataclasses.replace(self.kconfig, hw_access_flag=False)
         self.phys = PhysMem(self.kconfig.mem_bytes)
         self.tlb = UnicornTlb()
         self.kern = Kernel(self.kconfig, self.phys, self.spec.pte_format(), self.tlb,

@@ -9,7 +9,7 @@ lists. The layout (``skylake.toml`` documents every field)::
     [tlb]          asid_bits
     [tlb.l1i] [tlb.l1d] [tlb.l2]   entries, ways, latency, replacement
     [pwc]          walk-cache entries per level (x86: pml4e pdpte pde; arm64: l0 l1 l2)
-    [walk]         latency, mem_ref_latency
+    [walk]         latency, mem_ref_latency, hw_access_flag (arm64 FEAT_HAFDBS; default true)
     [cost]         base_cpi, syscall
     [cost.fault]   entry_exit, zero_page, copy_page, major_io
     [cost.fault.handler]   one cost per fault type (anon zero file cow wp shared swap spurious)
@@ -58,6 +58,10 @@ class WalkTiming:
 
     latency: float
     mem_ref_latency: float
+    #: the walker sets accessed (and dirty) bits itself: x86 always; arm64 with
+    #: FEAT_HAFDBS. False on arm64: an entry with AF clear takes a software
+    #: access-flag fault (the kernel's pte_mkyoung).
+    hw_access_flag: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +128,8 @@ class Profile:
             "name": self.name, "arch": self.arch.label, "description": self.description,
             "source": self.source, "tlb": tlb,
             "pwc": dict(zip(self.pwc_level_names, self.pwc)),
-            "walk": {"latency": self.walk.latency, "mem_ref_latency": self.walk.mem_ref_latency},
+            "walk": {"latency": self.walk.latency, "mem_ref_latency": self.walk.mem_ref_latency,
+                     "hw_access_flag": self.walk.hw_access_flag},
             "cost": {
                 "base_cpi": self.cost.base_cpi, "syscall": self.cost.syscall,
                 "fault": {"entry_exit": self.cost.fault.entry_exit,
@@ -346,8 +351,14 @@ def validate(table: Mapping[str, Any], source: str,
     pwc_t = c.table(table, "pwc", level_names)
     pwc = tuple(c.integer(pwc_t, f"pwc.{n}", 0, 4096) for n in level_names)
 
-    walk_t = c.table(table, "walk", ("latency", "mem_ref_latency"))
-    walk = WalkTiming(c.number(walk_t, "walk.latency"), c.number(walk_t, "walk.mem_ref_latency"))
+    walk_t = c.table(table, "walk", ("latency", "mem_ref_latency", "hw_access_flag"))
+    hw_af = walk_t.get("hw_access_flag", True)
+    if not isinstance(hw_af, bool):
+        raise c.fail("walk.hw_access_flag", f"expected true or false, got {hw_af!r}")
+    if not hw_af and arch is not Arch.ARM64:
+        raise c.fail("walk.hw_access_flag", "x86-64 page walks always set the accessed bit")
+    walk = WalkTiming(c.number(walk_t, "walk.latency"), c.number(walk_t, "walk.mem_ref_latency"),
+                      hw_af)
 
     cost_t = c.table(table, "cost", ("base_cpi", "syscall", "fault", "flush"))
     fault_t = c.table(cost_t, "cost.fault",

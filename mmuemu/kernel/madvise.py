@@ -35,8 +35,8 @@ def zap_page_range(vma: VmAreaStruct, start: int, end: int) -> None:
     kern = mm.kernel
     batch = zap_pte_range(vma, start, end)
     kern.tlb.flush_tlb_range(mm, start, end)
-    for pfn in batch:
-        kern.put_page(kern.pfn_to_page(pfn))
+    from mmuemu.kernel.swap_state import free_pages_and_swap_cache
+    free_pages_and_swap_cache(kern, [kern.pfn_to_page(pfn) for pfn in batch])
 
 
 def madvise_behavior(mm: MmStruct, vma: VmAreaStruct, start: int, end: int, advice: int) -> None:

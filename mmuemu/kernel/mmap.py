@@ -474,8 +474,8 @@ def unmap_region(mm: MmStruct, vmas: list[VmAreaStruct], start: int, end: int,
     for vma in vmas:
         batch += zap_pte_range(vma, max(start, vma.vm_start), min(end, vma.vm_end))
     kern.tlb.flush_tlb_range(mm, start, end)  # tlb_finish_mmu
-    for pfn in batch:
-        kern.put_page(kern.pfn_to_page(pfn))
+    from mmuemu.kernel.swap_state import free_pages_and_swap_cache
+    free_pages_and_swap_cache(kern, [kern.pfn_to_page(pfn) for pfn in batch])
     if free_pgd_range(mm, start, end, floor, ceiling):
         kern.tlb.flush_tlb_range(mm, start, end)  # walk caches saw the freed tables
 

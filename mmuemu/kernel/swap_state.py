@@ -200,3 +200,20 @@ def swapin_readahead(kern: "Kernel", entry: int, vma: VmAreaStruct,
             kern.vmstat.swap_ra += 1
         kern.put_page(page)
     return read_swap_cache_async(kern, entry)
+
+
+def free_swap_cache(kern: "Kernel", page: Page) -> None:
+    """free_swap_cache(): an unmapped page's swap copy is of no further use
+    when no swap PTE refers to it: drop it from the swap cache."""
+    if page.flags >> PG_swapcache & 1 and page._mapcount < 0 and \
+            not page.flags >> PG.locked & 1:
+        from mmuemu.kernel.swapfile import try_to_free_swap
+        try_to_free_swap(kern, page)
+
+
+def free_pages_and_swap_cache(kern: "Kernel", pages: list[Page]) -> None:
+    """free_pages_and_swap_cache(): the mmu_gather's page batch after the TLB
+    flush: drop each page's swap-cache copy if unused, then the PTE's reference."""
+    for page in pages:
+        free_swap_cache(kern, page)
+        kern.put_page(page)
