@@ -72,11 +72,14 @@ def smap_counts(vma: VmAreaStruct) -> dict[str, int]:
     kern = mm.kernel
     fmt = kern.fmt
     c = {"Rss": 0, "Pss": 0, "Shared_Clean": 0, "Shared_Dirty": 0, "Private_Clean": 0,
-         "Private_Dirty": 0, "Referenced": 0, "Anonymous": 0}
+         "Private_Dirty": 0, "Referenced": 0, "Anonymous": 0, "Swap": 0}
     pss = 0.0
     for addr, pte_pa in pte_range(mm, vma.vm_start, vma.vm_end):
         pte = ptep_get(mm, pte_pa)
-        if not pte or not fmt.pte_present(pte):
+        if not pte:
+            continue
+        if not fmt.pte_present(pte):  # a swap entry
+            c["Swap"] += 4
             continue
         page = vm_normal_page(vma, addr, pte)
         c["Rss"] += 4
@@ -109,7 +112,8 @@ def proc_smaps(mm: MmStruct) -> bytes:
                 ("Private_Dirty", c["Private_Dirty"]), ("Referenced", c["Referenced"]),
                 ("Anonymous", c["Anonymous"]), ("LazyFree", 0), ("AnonHugePages", 0),
                 ("ShmemPmdMapped", 0), ("FilePmdMapped", 0), ("Shared_Hugetlb", 0),
-                ("Private_Hugetlb", 0), ("Swap", 0), ("SwapPss", 0), ("Locked", 0)]
+                ("Private_Hugetlb", 0), ("Swap", c["Swap"]), ("SwapPss", c["Swap"]),
+                ("Locked", 0)]
         for name, kb in rows:
             out.append(f"{name + ':':<16}{kb:>8} kB")
         out.append("THPeligible:    0")
@@ -210,9 +214,38 @@ class MtestInspector:
         return -22
 
 
+def proc_vmstat(kern: "Kernel") -> bytes:
+    """/proc/vmstat: the page counts and the event counters, by Linux's names."""
+    rows = {"nr_free_pages": kern.buddy.stats.nr_free_pages, **kern.lruvec.counts()}
+    rows["nr_swapcached"] = kern.swapper_space.nrpages
+    for name, value in kern.vmstat.as_dict().items():
+        if isinstance(value, int):
+            rows[name] = value
+    return "".join(f"{k} {v}\n" for k, v in rows.items()).encode()
+
+
+def proc_meminfo(kern: "Kernel") -> bytes:
+    """/proc/meminfo: the lines of it the model can fill."""
+    lv = kern.lruvec.counts()
+    kb = {"MemTotal": kern.buddy.stats.managed_pages, "MemFree": kern.buddy.stats.nr_free_pages,
+          "SwapCached": kern.swapper_space.nrpages,
+          "Active": lv["nr_active_anon"] + lv["nr_active_file"],
+          "Inactive": lv["nr_inactive_anon"] + lv["nr_inactive_file"],
+          "Active(anon)": lv["nr_active_anon"], "Inactive(anon)": lv["nr_inactive_anon"],
+          "Active(file)": lv["nr_active_file"], "Inactive(file)": lv["nr_inactive_file"],
+          "Unevictable": lv["nr_unevictable"],
+          "SwapTotal": kern.swap.total_swap_pages, "SwapFree": kern.swap.nr_swap_pages}
+    return "".join(f"{k + ':':<16}{v * 4:>8} kB\n" for k, v in kb.items()).encode()
+
+
 def proc_file(kern: "Kernel", task: TaskStruct, path: str) -> Optional[bytes]:
     """Contents of a readable /proc file, or None if the model has no such file."""
     parts = os.path.normpath(path).split("/")
+    if len(parts) == 3 and parts[1] == "proc":
+        if parts[2] == "vmstat":
+            return proc_vmstat(kern)
+        if parts[2] == "meminfo":
+            return proc_meminfo(kern)
     if len(parts) == 4 and parts[1] == "proc":
         who, what = parts[2], parts[3]
         target: Optional[TaskStruct] = task if who == "self" else None

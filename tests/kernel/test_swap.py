@@ -430,3 +430,30 @@ def test_random_mixes_under_memory_pressure_keep_every_invariant(seed: int,
     do_munmap(rig.task.mm, base, window * PAGE)
     _check_all(rig, [rig.task.mm])
     assert kern.swap.nr_swap_pages == kern.swap.total_swap_pages
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_proc_files_show_swap(arch: str, tmp_path: Path) -> None:
+    """smaps' Swap: counts the VMA's swap entries; /proc/vmstat and
+    /proc/meminfo report the swap traffic and the free swap."""
+    from mmuemu.kernel.proc import proc_file
+    rig = _rig(arch, tmp_path, mem=8 << 20)
+    kern, task = rig.kern, rig.task
+    addr = do_mmap(task.mm, None, 0, 3 * PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS, 0)
+    for i in range(3):
+        copy_to_user(task, addr + i * PAGE, _stamp(9, i))
+    _swap_out_one(rig, addr)
+    _swap_out_one(rig, addr + PAGE)
+    smaps = proc_file(kern, task, "/proc/self/smaps")
+    assert smaps is not None
+    text = smaps.decode()
+    block = text[text.index(f"{addr:08x}-"):]
+    assert "\nSwap:                  8 kB\n" in block.split("VmFlags")[0]
+    raw_vmstat, raw_meminfo = (proc_file(kern, task, p) for p in ("/proc/vmstat", "/proc/meminfo"))
+    assert raw_vmstat is not None and raw_meminfo is not None
+    vmstat = dict(line.split() for line in raw_vmstat.decode().splitlines())
+    assert vmstat["pswpout"] == "2" and vmstat["pswpin"] == "0"
+    meminfo = raw_meminfo.decode()
+    total = kern.swap.total_swap_pages * 4
+    assert f"SwapTotal:      {total:>8} kB" in meminfo
+    assert f"SwapFree:       {total - 8:>8} kB" in meminfo
