@@ -171,6 +171,17 @@ def summary(stats: dict[str, Any], argv: Sequence[str]) -> str:
         w = stats["walks"]
         row(w["count"], "tlb-walks",
             f"{w['mem_refs']:,} table reads, {w['pwc_hits']:,} walk-cache hits")
+    vm = stats.get("vmstat") or {}
+    scanned = vm.get("pgscan_kswapd", 0) + vm.get("pgscan_direct", 0)
+    if scanned or vm.get("oom_kill"):
+        stolen = vm.get("pgsteal_kswapd", 0) + vm.get("pgsteal_direct", 0)
+        row(scanned, "pages-scanned", f"kswapd {vm.get('pgscan_kswapd', 0):,}, direct "
+            f"{vm.get('pgscan_direct', 0):,}; {stolen:,} reclaimed")
+        row(vm.get("pswpout", 0), "swap-out", "pages written to swap (pswpout)")
+        row(vm.get("pswpin", 0), "swap-in", f"pages read from swap (pswpin), "
+            f"{vm.get('swap_ra', 0):,} by readahead")
+        if vm.get("oom_kill"):
+            row(vm["oom_kill"], "oom-kills")
     flushes = stats.get("flushes") or {}
     if flushes:
         row(sum(flushes.values()), "tlb-invalidations",
