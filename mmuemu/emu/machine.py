@@ -62,6 +62,9 @@ if TYPE_CHECKING:
 _ACCESS_TYPE = {Access.READ: AccessType.READ, Access.WRITE: AccessType.WRITE,
                 Access.FETCH: AccessType.EXEC}
 _ARM64_EXCP_SWI = 2
+SIGILL, SIGTRAP = 4, 5
+#: QEMU's EXCP_UDEF and EXCP_BKPT: an undefined instruction, a brk
+_ARM64_EXCP_SIGNAL = {1: SIGILL, 7: SIGTRAP}
 MODES = ("fast", "raw", "exact")
 _MM_SYSCALLS = frozenset({"mmap", "munmap", "mprotect", "brk", "mremap", "madvise"})
 
@@ -259,6 +262,7 @@ class Machine:
         self.result: Optional[RunResult] = None
         self._fault: Optional[HwFault] = None
         self._pending_signal = 0
+        self._pending_message = ""
         self._internal_error: Optional[BaseException] = None
         self.sysctx = SyscallContext(kern=self.kern, task=self.task, abi=self.spec,
                                      now_ns=self._now_ns, warn=self.warn,
@@ -449,6 +453,14 @@ class Machine:
         if intno == _ARM64_EXCP_SWI:
             self._syscall(uc)
             return
+        sig = _ARM64_EXCP_SIGNAL.get(intno)
+        if sig is not None:  # do_undefinstr / brk: the task gets SIGILL / SIGTRAP
+            pc = uc.reg_read(self.regs["pc"])
+            what = "undefined instruction" if sig == SIGILL else "breakpoint"
+            self._pending_signal = sig
+            self._pending_message = f"{self.task.comm}[{self.task.pid}]: {what}: pc={pc:016x}"
+            uc.emu_stop()
+            return
         self._internal_error = MachineError(f"unhandled arm64 exception {intno} at pc "
                                             f"{uc.reg_read(self.regs['pc']):#x}")
         uc.emu_stop()
@@ -627,6 +639,7 @@ class Machine:
             self._slice_stop = None
             self._quantum_expired = False
             self._pending_signal = 0
+            self._pending_message = ""
             limit = user_limit
             if self._live_tasks() > 1:
                 slice_end = self.native.insns + quantum
@@ -655,6 +668,8 @@ class Machine:
                 sig = self._pending_signal
                 if self._slice_stop == "kill":
                     msg = ""
+                elif self._pending_message:
+                    msg = self._pending_message
                 elif sig == SIGKILL:  # the fault path ran out of memory
                     # the OOM killer has logged its choice already
                     msg = "" if task.oom_victim else self._oom_message(task)
@@ -672,6 +687,11 @@ class Machine:
             elif time_limit and time.perf_counter() - start >= time_limit:
                 stop_reason = "time-limit"
                 break
+            elif err is not None and err.errno == unicorn.UC_ERR_INSN_INVALID:
+                # do_invalid_op(): SIGILL, with the kernel's "traps:" line
+                pc, sp = uc.reg_read(pc_reg), uc.reg_read(sp_reg)
+                self._end_task(task, 0, SIGILL, f"traps: {task.comm}[{task.pid}] trap invalid "
+                               f"opcode ip:{pc:x} sp:{sp:x} error:0")
             elif err is not None:
                 pc = uc.reg_read(pc_reg)
                 self._end_task(task, 0, SIGSEGV,

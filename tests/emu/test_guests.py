@@ -77,6 +77,23 @@ def test_segv_is_reported_like_the_kernel(arch: str, tmp_path: Path) -> None:
     assert got.stats is not None and got.stats["signal"] == 11
 
 
+@pytest.mark.parametrize("arch", ARCHES)
+def test_trap_instructions_kill_with_the_kernels_signal(arch: str, tmp_path: Path) -> None:
+    """__builtin_trap(): x86-64 ud2 is SIGILL with do_invalid_op's "traps:"
+    line; arm64 brk is SIGTRAP. The statuses are the native run's and qemu's."""
+    got = run_mmuemu(arch, "trap", [], tmp_path)
+    assert got.stdout == b"trap: about to trap\n"
+    line = got.stderr.decode().strip().splitlines()[-1]
+    if arch == "x86_64":
+        assert got.status == 128 + 4
+        assert line.startswith("traps: trap[1] trap invalid opcode ip:4")
+        assert line.endswith(" error:0")
+    else:
+        assert got.status == 128 + 5
+        assert line.startswith("trap[1]: breakpoint: pc=00000000004")
+    assert "Traceback" not in got.stderr.decode() and "internal error" not in got.stderr.decode()
+
+
 RAW_CASES = [c for c in CASES if c[0] not in ("getrusage_self", "file_shared", "mmap_fork")]
 
 
