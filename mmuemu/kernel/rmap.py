@@ -237,39 +237,75 @@ def page_mkclean(page: Page, kern: "Kernel") -> int:
     return cleaned
 
 
-def page_vma_mapped(page: Page, vma: VmAreaStruct) -> Optional[int]:
-    """page_vma_mapped_walk(): the address where ``vma`` maps ``page``, or None."""
-    from mmuemu.kernel.pgtable import ptep_get, pte_offset_lookup
+def page_vma_mapped_walk(page: Page, vma: VmAreaStruct) -> Optional[tuple[int, int]]:
+    """page_vma_mapped_walk(): where ``vma`` maps ``page``, as (address,
+    physical address of the PTE), or None."""
+    from mmuemu.kernel.pgtable import pte_offset_lookup
     addr = vma_address(page, vma)
     if addr is None:
         return None
-    pte_pa = pte_offset_lookup(vma.vm_mm, addr)
+    mm = vma.vm_mm
+    pte_pa = pte_offset_lookup(mm, addr)
     if pte_pa is None:
         return None
-    fmt = vma.vm_mm.kernel.fmt
-    pte = ptep_get(vma.vm_mm, pte_pa)
+    fmt = mm.kernel.fmt
+    pte = int(mm.kernel.phys.u64[pte_pa >> 3])
     if not fmt.pte_present(pte) or fmt.pte_pfn(pte) != page.pfn:
         return None
-    return addr
+    return addr, pte_pa
+
+
+def page_vma_mapped(page: Page, vma: VmAreaStruct) -> Optional[int]:
+    """The address where ``vma`` maps ``page``, or None."""
+    found = page_vma_mapped_walk(page, vma)
+    return None if found is None else found[0]
+
+
+def rmap_walk_anon_mapped(kern: "Kernel", page: Page) -> list[tuple[VmAreaStruct, int, int]]:
+    """rmap_walk_anon(): (vma, address, PTE) for every VMA on the page's
+    anon_vma that maps it."""
+    anon_vma = kern.kobj.lookup(page.mapping & ~PAGE_MAPPING_ANON)
+    assert isinstance(anon_vma, AnonVma)
+    out: list[tuple[VmAreaStruct, int, int]] = []
+    # anon_vma_interval_tree_foreach(avc, &anon_vma->rb_root, pgoff_start, pgoff_end)
+    for avc in anon_vma_interval_tree_foreach(anon_vma.rb_root, page.index, page.index):
+        vma = avc.vma
+        if any(v is vma for v, _, _ in out):
+            continue
+        found = page_vma_mapped_walk(page, vma)
+        if found is not None:
+            out.append((vma, found[0], found[1]))
+    return out
+
+
+def rmap_walk_file_mapped(kern: "Kernel", page: Page) -> list[tuple[VmAreaStruct, int, int]]:
+    """rmap_walk_file(): (vma, address, PTE) for every VMA on the mapping's
+    i_mmap that maps the page."""
+    mapping = kern.kobj.lookup(page.mapping)
+    assert isinstance(mapping, AddressSpace)
+    out: list[tuple[VmAreaStruct, int, int]] = []
+    for vma in vmas_of_mapping(mapping, page.index):
+        found = page_vma_mapped_walk(page, vma)
+        if found is not None:
+            out.append((vma, found[0], found[1]))
+    return out
+
+
+def rmap_walk_mapped(kern: "Kernel", page: Page) -> list[tuple[VmAreaStruct, int, int]]:
+    """The rmap walk for page_referenced and try_to_unmap: each mapping PTE once."""
+    if page.mapping & PAGE_MAPPING_ANON:
+        return rmap_walk_anon_mapped(kern, page)
+    return rmap_walk_file_mapped(kern, page)
 
 
 def rmap_walk_anon(kern: "Kernel", page: Page) -> list[VmAreaStruct]:
     """rmap_walk_anon(): every VMA on the page's anon_vma that maps it."""
-    anon_vma = kern.kobj.lookup(page.mapping & ~PAGE_MAPPING_ANON)
-    assert isinstance(anon_vma, AnonVma)
-    seen: list[VmAreaStruct] = []
-    # anon_vma_interval_tree_foreach(avc, &anon_vma->rb_root, pgoff_start, pgoff_end)
-    for avc in anon_vma_interval_tree_foreach(anon_vma.rb_root, page.index, page.index):
-        if avc.vma not in seen and page_vma_mapped(page, avc.vma) is not None:
-            seen.append(avc.vma)
-    return seen
+    return [vma for vma, _, _ in rmap_walk_anon_mapped(kern, page)]
 
 
 def rmap_walk_file(kern: "Kernel", page: Page) -> list[VmAreaStruct]:
     """rmap_walk_file(): every VMA on the mapping's i_mmap that maps the page."""
-    mapping = kern.kobj.lookup(page.mapping)
-    assert isinstance(mapping, AddressSpace)
-    return [v for v in vmas_of_mapping(mapping, page.index) if page_vma_mapped(page, v) is not None]
+    return [vma for vma, _, _ in rmap_walk_file_mapped(kern, page)]
 
 
 def rmap_walk(kern: "Kernel", page: Page) -> tuple[str, list[VmAreaStruct]]:
@@ -298,18 +334,13 @@ def page_referenced_vm_flags(kern: "Kernel", page: Page) -> tuple[int, int]:
     the TLB alone (a stale entry only delays the next A-bit update), arm64
     issues a TLBI so the hardware sees the cleared AF. An unmapped page is
     not walked (its anon_vma may be gone)."""
-    from mmuemu.kernel.pgtable import pte_offset_lookup, ptep_get, set_pte_at
+    from mmuemu.kernel.pgtable import ptep_get, set_pte_at
     if page._mapcount < 0:
         return 0, 0
     fmt = kern.fmt
     referenced = 0
     vm_flags = 0
-    for vma in rmap_walk(kern, page)[1]:
-        addr = page_vma_mapped(page, vma)
-        if addr is None:
-            continue
-        pte_pa = pte_offset_lookup(vma.vm_mm, addr)
-        assert pte_pa is not None
+    for vma, addr, pte_pa in rmap_walk_mapped(kern, page):
         pte = ptep_get(vma.vm_mm, pte_pa)
         if fmt.pte_young(pte):
             set_pte_at(vma.vm_mm, addr, pte_pa, fmt.pte_mkold(pte))
@@ -319,7 +350,8 @@ def page_referenced_vm_flags(kern: "Kernel", page: Page) -> tuple[int, int]:
     return referenced, vm_flags
 
 
-def try_to_unmap_one(kern: "Kernel", page: Page, vma: VmAreaStruct, address: int) -> bool:
+def try_to_unmap_one(kern: "Kernel", page: Page, vma: VmAreaStruct, address: int,
+                     pte_pa: Optional[int] = None) -> bool:
     """try_to_unmap_one(): remove one PTE mapping the page (ptep_clear_flush),
     moving its dirty bit to the page. An anonymous page must be in the swap
     cache: its PTE becomes the swap entry in page->private, in the
@@ -331,8 +363,9 @@ def try_to_unmap_one(kern: "Kernel", page: Page, vma: VmAreaStruct, address: int
     anon = PageAnon(page)
     if anon and not page.flags >> PG.owner_priv_1 & 1:
         return False  # no swap entry to leave behind
-    pte_pa = pte_offset_lookup(vma.vm_mm, address)
-    assert pte_pa is not None
+    if pte_pa is None:
+        pte_pa = pte_offset_lookup(vma.vm_mm, address)
+        assert pte_pa is not None
     old = ptep_clear_flush(vma, address, pte_pa)
     if kern.fmt.pte_dirty(old):
         set_page_dirty(kern, page)
@@ -352,8 +385,7 @@ def try_to_unmap(kern: "Kernel", page: Page) -> bool:
     no PTE maps it any more (page_mapped() is false)."""
     if page._mapcount < 0:
         return True
-    for vma in list(rmap_walk(kern, page)[1]):
-        addr = page_vma_mapped(page, vma)
-        if addr is not None and not try_to_unmap_one(kern, page, vma, addr):
+    for vma, addr, pte_pa in rmap_walk_mapped(kern, page):
+        if not try_to_unmap_one(kern, page, vma, addr, pte_pa):
             return False
     return page._mapcount < 0
