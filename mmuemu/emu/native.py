@@ -43,6 +43,7 @@ ARCH_CODES: dict[Arch, int] = {Arch.X86_64: 0, Arch.ARM64: 1}
 #: What a count_block callback returns to report failure (emulation stops).
 COUNT_ERROR = 0xFFFF_FFFF
 _NO_PTE = 0xFFFF_FFFF_FFFF_FFFF
+_NO_BLOCK = 0xFFFF_FFFF  # EMPTY_SIZE in fastpath.c
 _U64 = 1 << 64
 _REBUILD = "rebuild: pip install -e . or python setup.py build_ext --inplace"
 
@@ -81,6 +82,9 @@ class MmuemuState(ctypes.Structure):
         ("tab_cap", ctypes.c_uint64),
         ("tab_used", ctypes.c_uint64),
         ("block_misses", ctypes.c_uint64),
+        ("last_block_address", ctypes.c_uint64),
+        ("last_block_size", ctypes.c_uint32),
+        ("last_block_ninsns", ctypes.c_uint32),
     ]
 
 
@@ -222,6 +226,7 @@ class NativeFastPath(NativeResource):
         st.phys_size = phys.size
         st.arch = ARCH_CODES[arch]
         st.hw_af = 1 if hw_af else 0
+        st.last_block_size = _NO_BLOCK  # the block hook's one-entry cache starts empty
         self._count_cb: Optional[ctypes._CFunctionType] = None
         self._count_fn: Optional[CountBlock] = None
         #: an exception raised by the count_block callback (emulation was stopped)

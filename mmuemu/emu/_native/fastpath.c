@@ -76,6 +76,10 @@ struct mmuemu_state {
     uint64_t tab_cap;
     uint64_t tab_used;
     uint64_t block_misses;      /* count_block calls */
+    /* the last block looked up (a loop's blocks repeat): size EMPTY_SIZE = none */
+    uint64_t last_block_address;
+    uint32_t last_block_size;
+    uint32_t last_block_ninsns;
 };
 
 /* ---- page-table bits ------------------------------------------------------ */
@@ -91,35 +95,35 @@ struct mmuemu_state {
  * written back; sets last_pte_pa. Every entry address is checked against
  * phys_size. Return: 1 if the access is allowed, 0 on a fault.
  */
-MMUEMU_EXPORT int mmuemu_walk(struct mmuemu_state *s, uint64_t va, int access,
-                              uint64_t *pa, uint32_t *perms, int *level)
+static inline __attribute__((always_inline))
+int walk(struct mmuemu_state *restrict s, uint64_t va, int access, uint64_t *restrict pa,
+         uint32_t *restrict perms, int *restrict level, const int x86)
 {
-    const int x86 = s->arch == MMUEMU_ARCH_X86_64;
+    /* Locals and one exit, so the compiler keeps the walk in registers (the
+     * out-parameters and the counters could otherwise alias the tables). */
     const int hw_flags = x86 || s->hw_af;
     const uint64_t limit = s->phys_size >= 8 ? s->phys_size - 8 : 0;
     uint8_t *const phys = s->phys;
     uint64_t table = s->root & ADDR_MASK;
-    int writable = 1, nx = 0;
+    uint64_t last = MMUEMU_NO_PTE, out_pa = 0;
+    uint32_t out_perms = 0;
+    int lvl = 0, writable = 1, nx = 0, ok = 0;
 
     s->walks++;
-    s->last_pte_pa = MMUEMU_NO_PTE;
-    *pa = 0;
-    *perms = 0;
-    *level = 0;
     if (va >= (x86 ? X86_TASK_SIZE : A64_TASK_SIZE) || s->phys_size < 8)
-        return 0;
+        goto out;
 
-    for (int lvl = 0; lvl < MMUEMU_LEVELS - 1; lvl++) {
+#pragma GCC unroll 4
+    for (; lvl < MMUEMU_LEVELS - 1; lvl++) {
         const uint64_t epa = table + 8u * pt_index(va, lvl);
-        *level = lvl;
         if (epa > limit)
-            return 0;
+            goto out;
         uint64_t e = rd64(phys + epa);
         s->walk_refs[lvl]++;
-        s->last_pte_pa = epa;
+        last = epa;
         if (x86) {
             if (!(e & X86_P) || !(e & X86_US))
-                return 0;
+                goto out;
             if (!(e & X86_A)) {
                 e |= X86_A;
                 wr64(phys + epa, e);
@@ -130,37 +134,53 @@ MMUEMU_EXPORT int mmuemu_walk(struct mmuemu_state *s, uint64_t va, int access,
             if (e & X86_NX)
                 nx = 1;
         } else if ((e & 3) != A64_TABLE) {
-            return 0;
+            goto out;
         }
         table = e & ADDR_MASK;
     }
 
-    const uint64_t epa = table + 8u * pt_index(va, MMUEMU_LEVELS - 1);
-    *level = MMUEMU_LEVELS - 1;
-    if (epa > limit)
-        return 0;
-    const uint64_t pte = rd64(phys + epa);
-    s->walk_refs[MMUEMU_LEVELS - 1]++;
-    s->last_pte_pa = epa;
-    if ((access == UC_MEM_WRITE && !writable) || (access == UC_MEM_FETCH && nx))
-        return 0;
-    uint64_t n;
-    uint32_t p;
-    if (!(x86 ? x86_leaf(pte, access, &n, &p) : a64_leaf(pte, access, &n, &p)))
-        return 0;
-    if (n != pte) {
-        if (!hw_flags)
-            return 0;
-        wr64(phys + epa, n);
-        s->ad_updates++;
+    {
+        const uint64_t epa = table + 8u * pt_index(va, MMUEMU_LEVELS - 1);
+        if (epa > limit)
+            goto out;
+        const uint64_t pte = rd64(phys + epa);
+        s->walk_refs[MMUEMU_LEVELS - 1]++;
+        last = epa;
+        if ((access == UC_MEM_WRITE && !writable) || (access == UC_MEM_FETCH && nx))
+            goto out;
+        uint64_t n;
+        uint32_t p;
+        if (!(x86 ? x86_leaf(pte, access, &n, &p) : a64_leaf(pte, access, &n, &p)))
+            goto out;
+        if (n != pte) {
+            if (!hw_flags)
+                goto out;
+            wr64(phys + epa, n);
+            s->ad_updates++;
+        }
+        if (nx)
+            p &= ~(uint32_t)UC_PROT_EXEC;
+        if (!writable)
+            p &= ~(uint32_t)UC_PROT_WRITE;
+        out_pa = n & ADDR_MASK;
+        out_perms = p;
+        ok = 1;
     }
-    if (nx)
-        p &= ~(uint32_t)UC_PROT_EXEC;
-    if (!writable)
-        p &= ~(uint32_t)UC_PROT_WRITE;
-    *pa = n & ADDR_MASK;
-    *perms = p;
-    return 1;
+out:
+    s->last_pte_pa = last;
+    *level = lvl;
+    *pa = out_pa;
+    *perms = out_perms;
+    return ok;
+}
+
+/* The walk compiled once per architecture (x86 is a constant in each copy). */
+MMUEMU_EXPORT int mmuemu_walk(struct mmuemu_state *s, uint64_t va, int access,
+                              uint64_t *pa, uint32_t *perms, int *level)
+{
+    if (s->arch == MMUEMU_ARCH_X86_64)
+        return walk(s, va, access, pa, perms, level, 1);
+    return walk(s, va, access, pa, perms, level, 0);
 }
 
 /**
@@ -178,11 +198,17 @@ MMUEMU_EXPORT bool mmuemu_tlb_fill(uc_engine *uc, uint64_t vaddr, int type,
     uint32_t perms;
     int level;
 
+    int ok;
+
     (void)uc;
     s->fills++;
     if (type >= UC_MEM_READ && type <= UC_MEM_FETCH)
         s->fills_by_access[type - UC_MEM_READ]++;
-    if (mmuemu_walk(s, vaddr, type, &pa, &perms, &level)) {
+    if (s->arch == MMUEMU_ARCH_X86_64)
+        ok = walk(s, vaddr, type, &pa, &perms, &level, 1);
+    else
+        ok = walk(s, vaddr, type, &pa, &perms, &level, 0);
+    if (ok) {
         result->paddr = pa;
         result->perms = (int)perms;
         s->fills_resolved++;
@@ -204,15 +230,12 @@ struct block_slot {
     uint32_t ninsns;
 };
 
-static inline uint64_t slot_hash(uint64_t address, uint32_t size)
+/* Fibonacci hashing: the top bits of one multiply index a table of @cap
+ * (a power of two) slots. One multiply: this runs on every executed block. */
+static inline uint64_t slot_index(uint64_t address, uint32_t size, uint64_t cap)
 {
-    uint64_t x = address ^ ((uint64_t)size << 48) ^ ((uint64_t)size * 0x9E3779B97F4A7C15ull);
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    return x;
+    const uint64_t x = (address ^ ((uint64_t)size << 40)) * 0x9E3779B97F4A7C15ull;
+    return x >> (64 - __builtin_ctzll(cap));
 }
 
 static struct block_slot *tab_alloc(uint64_t cap)
@@ -227,7 +250,7 @@ static struct block_slot *tab_alloc(uint64_t cap)
 static void tab_put(struct block_slot *t, uint64_t cap, uint64_t address,
                     uint32_t size, uint32_t ninsns)
 {
-    uint64_t i = slot_hash(address, size) & (cap - 1);
+    uint64_t i = slot_index(address, size, cap);
     while (t[i].size != EMPTY_SIZE)
         i = (i + 1) & (cap - 1);
     t[i].address = address;
@@ -262,36 +285,24 @@ static void stop(struct mmuemu_state *s, uc_engine *uc)
         s->stop_fn(uc);
 }
 
-/**
- * mmuemu_block - UC_HOOK_BLOCK callback; @user_data is the state.
- *
- * Adds the block's instruction count (looked up, or asked of count_block
- * once per (address, size)) to insns and blocks.
- *
- * Instruction limit: when insn_limit != 0 and this block would take insns
- * past it, the block is not counted, limit_hit is set and stop_fn is called.
- * uc_emu_stop() from a block hook makes Unicorn leave the translation block
- * before its first instruction (measured on x86-64 and arm64), so insns stays
- * the exact number of instructions executed: at most insn_limit, whole
- * blocks. Without a stop_fn the block runs, is counted, and limit_hit is set.
- * A count_block failure (MMUEMU_COUNT_ERROR) sets count_error and stops the
- * same way.
- */
-MMUEMU_EXPORT void mmuemu_block(uc_engine *uc, uint64_t address, uint32_t size,
-                                void *user_data)
+/* Everything but a repeat of the last block: the table, the count callback. */
+static __attribute__((noinline))
+void block_slow(uc_engine *uc, uint64_t address, uint32_t size, struct mmuemu_state *s)
 {
-    struct mmuemu_state *s = user_data;
     struct block_slot *t = s->tab;
     uint32_t n = 0;
     int found = 0;
 
     if (t && size != EMPTY_SIZE) {
         const uint64_t mask = s->tab_cap - 1;
-        for (uint64_t i = slot_hash(address, size) & mask; t[i].size != EMPTY_SIZE;
+        for (uint64_t i = slot_index(address, size, s->tab_cap); t[i].size != EMPTY_SIZE;
              i = (i + 1) & mask) {
             if (t[i].address == address && t[i].size == size) {
                 n = t[i].ninsns;
                 found = 1;
+                s->last_block_address = address;
+                s->last_block_size = size;
+                s->last_block_ninsns = n;
                 break;
             }
         }
@@ -320,12 +331,47 @@ MMUEMU_EXPORT void mmuemu_block(uc_engine *uc, uint64_t address, uint32_t size,
     s->blocks++;
 }
 
+/**
+ * mmuemu_block - UC_HOOK_BLOCK callback; @user_data is the state.
+ *
+ * Adds the block's instruction count (looked up, or asked of count_block
+ * once per (address, size)) to insns and blocks.
+ *
+ * Instruction limit: when insn_limit != 0 and this block would take insns
+ * past it, the block is not counted, limit_hit is set and stop_fn is called.
+ * uc_emu_stop() from a block hook makes Unicorn leave the translation block
+ * before its first instruction (measured on x86-64 and arm64), so insns stays
+ * the exact number of instructions executed: at most insn_limit, whole
+ * blocks. Without a stop_fn the block runs, is counted, and limit_hit is set.
+ * A count_block failure (MMUEMU_COUNT_ERROR) sets count_error and stops the
+ * same way.
+ */
+MMUEMU_EXPORT void mmuemu_block(uc_engine *uc, uint64_t address, uint32_t size,
+                                void *user_data)
+{
+    struct mmuemu_state *s = user_data;
+
+    /* A loop runs the same block again and again: one compare, no hashing.
+     * (The cache never holds EMPTY_SIZE blocks; it starts as EMPTY_SIZE.) */
+    if (__builtin_expect(address == s->last_block_address && size == s->last_block_size
+                         && size != EMPTY_SIZE, 1)) {
+        const uint32_t n = s->last_block_ninsns;
+        if (s->insn_limit == 0 || s->insns + n <= s->insn_limit) {
+            s->insns += n;
+            s->blocks++;
+            return;
+        }
+    }
+    block_slow(uc, address, size, s);
+}
+
 /** mmuemu_block_table_clear - forget every block's count (code changed). */
 MMUEMU_EXPORT void mmuemu_block_table_clear(struct mmuemu_state *s)
 {
     if (s->tab)
         memset(s->tab, 0xFF, s->tab_cap * sizeof(struct block_slot));
     s->tab_used = 0;
+    s->last_block_size = EMPTY_SIZE;
 }
 
 /** mmuemu_state_free_tables - release the block table (the state itself is
@@ -336,6 +382,7 @@ MMUEMU_EXPORT void mmuemu_state_free_tables(struct mmuemu_state *s)
     s->tab = NULL;
     s->tab_cap = 0;
     s->tab_used = 0;
+    s->last_block_size = EMPTY_SIZE;
 }
 
 /** mmuemu_state_layout - version and sizeof of struct mmuemu_state, so the
@@ -383,6 +430,9 @@ MMUEMU_EXPORT uint32_t mmuemu_state_offset(uint32_t field)
         offsetof(struct mmuemu_state, tab_cap),
         offsetof(struct mmuemu_state, tab_used),
         offsetof(struct mmuemu_state, block_misses),
+        offsetof(struct mmuemu_state, last_block_address),
+        offsetof(struct mmuemu_state, last_block_size),
+        offsetof(struct mmuemu_state, last_block_ninsns),
     };
     return field < sizeof offs / sizeof offs[0] ? offs[field] : UINT32_MAX;
 }

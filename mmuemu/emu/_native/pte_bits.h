@@ -62,7 +62,8 @@ static inline unsigned pt_index(uint64_t va, int level)
  * PteFormat classes. Return 0 when the access is not allowed, else 1 with
  * *new_pte (the entry the hardware writes back) and *perms (before the
  * upper-level NX/RW restrictions). */
-static int x86_leaf(uint64_t pte, int access, uint64_t *new_pte, uint32_t *perms)
+static inline __attribute__((always_inline))
+int x86_leaf(uint64_t pte, int access, uint64_t *new_pte, uint32_t *perms)
 {
     if (!(pte & X86_P) || !(pte & X86_US))
         return 0;
@@ -86,7 +87,8 @@ static int x86_leaf(uint64_t pte, int access, uint64_t *new_pte, uint32_t *perms
     return 1;
 }
 
-static int a64_leaf(uint64_t pte, int access, uint64_t *new_pte, uint32_t *perms)
+static inline __attribute__((always_inline))
+int a64_leaf(uint64_t pte, int access, uint64_t *new_pte, uint32_t *perms)
 {
     if (!(pte & A64_VALID))
         return 0;
