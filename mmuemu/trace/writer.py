@@ -3,19 +3,22 @@
 Both keep at most one chunk of events in memory, whatever the run's length:
 the JSON Lines writer formats each event as it comes (into a buffered file),
 the binary writer packs a compressed column chunk every
-:data:`container.CHUNK_EVENTS` events. Output is deterministic: the same
-events and header give the same bytes. :func:`open_writer` picks the
-encoding from the file suffix.
+:data:`container.CHUNK_EVENTS` events. Events come one at a time
+(:meth:`~TraceWriter.write`, a :class:`TraceEvent`) or as a batch
+(:meth:`~TraceWriter.write_flat`, one flat list of field values: how the
+emulator's tracer hands them over). Output is deterministic: the same events and header give
+the same bytes, however they were handed over. :func:`open_writer` picks
+the encoding from the file suffix.
 """
 from __future__ import annotations
 
 import json
 import os
 from types import TracebackType
-from typing import BinaryIO, Optional, Protocol, Self, TextIO
+from typing import Any, BinaryIO, Optional, Protocol, Self, Sequence, TextIO
 
 from mmuemu.trace import container
-from mmuemu.trace.columns import ColumnBuilder
+from mmuemu.trace.columns import NFIELDS, ColumnBuilder, event_row
 from mmuemu.trace.schema import TraceEvent, TraceHeader
 
 JSONL_SUFFIXES = (".jsonl",)
@@ -27,9 +30,16 @@ class TraceWriter(Protocol):
 
     path: str
     n_events: int
+    #: events per chunk: a caller that batches rows hands over this many at a time
+    chunk_events: int
 
     def write(self, ev: TraceEvent) -> None:
         """Append one event (``ev.seq`` must be the next sequence number)."""
+
+    def write_flat(self, values: Sequence[Any]) -> None:
+        """Append events given flat: each event's field values in ``schema.FIELDS``
+        order (``seq`` first, consecutive), event after event. The same bytes as
+        :meth:`write` of the equal events."""
 
     def close(self) -> None:
         """Write the end record and close the file (idempotent)."""
@@ -81,6 +91,7 @@ class JsonlWriter(_Closing):
     def __init__(self, path: str | os.PathLike[str], header: TraceHeader) -> None:
         self.path = os.fspath(path)
         self.n_events = 0
+        self.chunk_events = container.CHUNK_EVENTS
         self._fh: Optional[TextIO] = open(self.path, "w", encoding="utf-8", newline="\n",
                                           buffering=1 << 16)
         self._quoted: dict[str, str] = {}
@@ -96,38 +107,48 @@ class JsonlWriter(_Closing):
         return q
 
     def write(self, ev: TraceEvent) -> None:
+        self.write_flat(event_row(ev))
+
+    def write_flat(self, values: Sequence[Any]) -> None:
         fh = self._fh
         if fh is None:
             raise ValueError(f"{self.path}: write after close")
+        it = iter(values)
+        fh.write("".join(map(self._line, zip(*(it,) * NFIELDS))))
+        self.n_events += len(values) // NFIELDS
+
+    def _line(self, row: tuple[Any, ...]) -> str:
+        """One event line, newline included."""
+        (seq, insns, cycles, pid, arch, kind, addr, length, access, user, role, page, pc, insn,
+         outcome, pfn, prot, flags, result) = row
         q = self._q
-        line = (f'{{"seq":{ev.seq},"insns":{ev.insns},"cycles":{ev.cycles},"pid":{ev.pid},'
-                f'"arch":{q(ev.arch)},"kind":{q(ev.kind)},"addr":"{ev.addr:#x}"')
-        if ev.length:
-            line += f',"length":{ev.length}'
-        if ev.access:
-            line += f',"access":{q(ev.access)}'
-        if ev.user:
+        line = (f'{{"seq":{seq},"insns":{insns},"cycles":{cycles},"pid":{pid},'
+                f'"arch":{q(arch)},"kind":{q(kind)},"addr":"{addr:#x}"')
+        if length:
+            line += f',"length":{length}'
+        if access:
+            line += f',"access":{q(access)}'
+        if user:
             line += ',"user":true'
-        if ev.role:
-            line += f',"role":{q(ev.role)}'
-        if ev.page != -1:
-            line += f',"page":{ev.page}'
-        if ev.pc is not None:
-            line += f',"pc":"{ev.pc:#x}"'
-        if ev.insn:
-            line += f',"insn":{q(ev.insn)}'
-        if ev.outcome:
-            line += f',"outcome":{q(ev.outcome)}'
-        if ev.pfn is not None:
-            line += f',"pfn":{ev.pfn}'
-        if ev.prot:
-            line += f',"prot":{ev.prot}'
-        if ev.flags:
-            line += f',"flags":{ev.flags}'
-        if ev.result:
-            line += f',"result":{ev.result}'
-        fh.write(line + "}\n")
-        self.n_events += 1
+        if role:
+            line += f',"role":{q(role)}'
+        if page != -1:
+            line += f',"page":{page}'
+        if pc is not None:
+            line += f',"pc":"{pc:#x}"'
+        if insn:
+            line += f',"insn":{q(insn)}'
+        if outcome:
+            line += f',"outcome":{q(outcome)}'
+        if pfn is not None:
+            line += f',"pfn":{pfn}'
+        if prot:
+            line += f',"prot":{prot}'
+        if flags:
+            line += f',"flags":{flags}'
+        if result:
+            line += f',"result":{result}'
+        return line + "}\n"
 
     def close(self) -> None:
         if self._fh is not None:
@@ -162,6 +183,19 @@ class BinaryWriter(_Closing):
         self.n_events += 1
         if len(self._builder) >= self.chunk_events:
             self._flush()
+
+    def write_flat(self, values: Sequence[Any]) -> None:
+        if self._fh is None:
+            raise ValueError(f"{self.path}: write after close")
+        b = self._builder
+        i, n = 0, len(values) // NFIELDS
+        while i < n:  # chunks break every chunk_events events, however events arrive
+            take = min(n - i, self.chunk_events - len(b))
+            b.add_flat(values if take == n else values[i * NFIELDS:(i + take) * NFIELDS])
+            i += take
+            if len(b) >= self.chunk_events:
+                self._flush()
+        self.n_events += n
 
     def _flush(self) -> None:
         assert self._fh is not None
