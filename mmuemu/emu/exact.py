@@ -17,7 +17,13 @@ as well):
   comment at the top of ``exact.c``);
 * registers the fill hook (the fast path's fill, then the window choice), a
   ``UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE`` hook (L1d) and a ``UC_HOOK_BLOCK``
-  hook (L1i: once per page a block spans).
+  hook (L1i: once per page a block spans);
+* unless ``MMUEMU_EXACT_SYNC_PC=1`` is set, lets the block hook switch off
+  Unicorn's CPU-state sync before each memory hook (:func:`skip_sync_offset`,
+  and the comment at the top of ``exact.c``). That sync
+  (``cpu_restore_state``) is unconditional in Unicorn 2.1.4 for every hooked
+  access; the hooks here read no registers, and it cost a third of exact
+  mode's time on small working sets.
 
 The machine then registers its Python page-fault fill hook after it, and
 must pass every paddr it fills through :meth:`ExactMmu.fill_paddr`; and call
@@ -40,6 +46,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
@@ -59,7 +66,7 @@ from mmuemu.hw.tlb import (
     LINUX_TLB_FLUSH, HierarchyStats, LinuxTlbFlush, Outcome, TlbConfig, TlbiOp, TlbStats,
 )
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 #: Guest RAM mappings into Unicorn's physical space (window 0 included).
 DEFAULT_WINDOWS = 16
 _REBUILD = "rebuild: pip install -e . or python setup.py build_ext --inplace"
@@ -125,7 +132,7 @@ class ExactState(ctypes.Structure):
         ("fp_state", ctypes.c_void_p),
         ("ctl", ctypes.c_void_p),
         ("ctl_flush", ctypes.c_uint32),
-        ("pad1", ctypes.c_uint32),
+        ("skip_sync_off", ctypes.c_uint32),
     ]
 
 
@@ -179,6 +186,60 @@ def load_library() -> ctypes.CDLL:
             raise ImportError(f"mmuemu.emu._exact: field {name} at offset {off}, "
                               f"ctypes mirror says {getattr(ExactState, name).offset}")
     return lib
+
+
+#: Environment variable: ``1`` keeps Unicorn's CPU-state sync before every memory hook.
+SYNC_PC_ENV = "MMUEMU_EXACT_SYNC_PC"
+_PROBE_MAX = 1 << 20
+
+
+@functools.cache
+def skip_sync_offset() -> int:
+    """Offset of ``uc_struct.skip_sync_pc_on_exit`` in the loaded libunicorn, or 0.
+
+    Unicorn 2.1.4 calls ``cpu_restore_state()`` before every ``UC_HOOK_MEM_*``
+    callback unless that private flag is set (``exact.c`` explains why exact
+    mode sets it). The struct is private, so its offset is found on a scratch
+    engine, within the engine's allocation: ``uc_emu_stop`` must change one
+    byte (``stop_request``) from 0 to 1, and a PC write then exactly two more,
+    the next byte (``quit_request``) and the flag. Anything else (another
+    Unicorn major version, another layout) gives 0: Unicorn's own behaviour,
+    slower but the same counts.
+    """
+    try:
+        if unicorn.uc_version()[0] != 2:
+            return 0
+        libc = ctypes.CDLL(None)
+        usable = libc.malloc_usable_size
+        usable.restype = ctypes.c_size_t
+        usable.argtypes = [ctypes.c_void_p]
+        uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        rip = unicorn.x86_const.UC_X86_REG_RIP
+        uc.reg_read(rip)  # the engine initialises itself lazily, on its first use
+        handle = uc._uch
+        addr = handle.value if isinstance(handle, ctypes.c_void_p) else int(handle)
+        n = int(usable(addr))
+        if not 0 < n <= _PROBE_MAX:
+            return 0
+        before = ctypes.string_at(addr, n)
+        uclib.uc_emu_stop(handle)
+        stopped = ctypes.string_at(addr, n)
+        uc.reg_write(rip, 0x1000)
+        pc_written = ctypes.string_at(addr, n)
+        del uc
+    except Exception:  # no malloc_usable_size, an unexpected binding: keep the sync
+        return 0
+
+    def flips(a: bytes, b: bytes) -> Optional[list[int]]:
+        out = [i for i in range(n) if a[i] != b[i]]
+        return out if all(a[i] == 0 and b[i] == 1 for i in out) else None
+
+    stop = flips(before, stopped)
+    pc = flips(stopped, pc_written)
+    if stop is None or pc is None or len(stop) != 1 or len(pc) != 2 or stop[0] + 1 not in pc:
+        return 0
+    flag = pc[0] if pc[1] == stop[0] + 1 else pc[1]
+    return flag if flag > stop[0] + 1 else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,10 +314,13 @@ class ExactMmu(NativeResource):
         windows: mappings of guest RAM into Unicorn's physical space (>= 1);
             more windows mean fewer Unicorn flushes when many virtual pages
             share a frame (the zero page).
+        sync_pc: keep Unicorn's CPU-state sync before each memory hook
+            (slower; the counts are the same). Default: the ``MMUEMU_EXACT_SYNC_PC``
+            environment variable, else False where :func:`skip_sync_offset` works.
     """
 
     def __init__(self, phys: PhysMem, arch: Arch, profile: Profile,
-                 windows: int = DEFAULT_WINDOWS) -> None:
+                 windows: int = DEFAULT_WINDOWS, sync_pc: Optional[bool] = None) -> None:
         if windows < 1:
             raise ValueError("exact mode needs at least one window")
         self._lib = load_library()
@@ -282,6 +346,9 @@ class ExactMmu(NativeResource):
         if not self._lib.mmuemu_exact_alloc(self._ptr):
             raise MemoryError("exact mode: cannot allocate the TLB model")
         self._closed = False
+        if sync_pc is None:
+            sync_pc = os.environ.get(SYNC_PC_ENV, "") not in ("", "0")
+        self.sync_pc = sync_pc
         self._fastpath: Optional[NativeFastPath] = None
         self.state_addr: int = ctypes.addressof(st)
         self.tlb_fill_addr: int = _func_addr(self._lib.mmuemu_exact_tlb_fill)
@@ -292,6 +359,11 @@ class ExactMmu(NativeResource):
     @property
     def windows(self) -> int:
         return int(self._state.nwindows)
+
+    @property
+    def skips_pc_sync(self) -> bool:
+        """True once :meth:`attach` let the block hook switch Unicorn's state sync off."""
+        return bool(self._state.skip_sync_off)
 
     def window_base(self, w: int) -> int:
         """Unicorn physical address of window ``w``."""
@@ -309,6 +381,7 @@ class ExactMmu(NativeResource):
         st.fp_state = fastpath.state_addr
         st.ctl = _func_addr(uclib.uc_ctl)
         st.ctl_flush = UC_CTL_FLUSH_CODE
+        st.skip_sync_off = 0 if self.sync_pc else skip_sync_offset()
         for w in range(1, self.windows):
             uc.mem_map_ptr(self.window_base(w), self._phys.size, unicorn.UC_PROT_ALL,
                            self._phys.address())

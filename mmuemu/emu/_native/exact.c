@@ -36,6 +36,24 @@
  * flush happens at the next block hook, which runs before any data access
  * of the block being fetched (steals counts those).
  *
+ * Unicorn's state sync. Before it calls any UC_HOOK_MEM_* callback, Unicorn
+ * 2.1.4 (load_helper / store_helper in qemu/accel/tcg/cputlb.c) runs
+ * cpu_restore_state() -- a search of the TB tree by host PC (tb_tc_cmp,
+ * g_tree_lookup) and a decode of the TB's per-instruction data -- so that a
+ * hook could read an exact PC. It does so for every access, whatever the
+ * hook type (READ, WRITE, READ_AFTER), address range or number of hooks, and
+ * whatever the hook does; it skips the sync only while the private flag
+ * uc_struct.skip_sync_pc_on_exit is set (normally by a PC write from a hook).
+ * That sync was a third of exact mode's time on small working sets. These
+ * hooks read no CPU state, so the block hook sets the flag at every block
+ * start (skip_sync_off: its offset, found by exact.py probing a scratch
+ * engine; 0 leaves Unicorn's behaviour alone). It only changes what an exit
+ * through check_exit_request restores, and every exit the machine causes is
+ * either at a block start (the instruction limit: the PC was just synced
+ * for the block hook), at a syscall (synced by the translator), or follows
+ * a TLB fill (which syncs unconditionally) or an exception (which restores).
+ * Unicorn clears the flag at every such exit and at uc_emu_start.
+ *
  * The walk after an architected miss reads the tables in guest physical
  * memory and never writes them: the fill path has already set accessed and
  * dirty bits for the same access (see mmuemu/hw/pwc.py).
@@ -67,7 +85,7 @@ typedef bool (*exact_fill_fn)(uc_engine *uc, uint64_t vaddr, int type,
 typedef int (*exact_ctl_fn)(uc_engine *uc, int control, ...);
 
 /* ---- the shared state (mirrored in mmuemu/emu/exact.py) ---------------- */
-#define EXACT_STATE_VERSION 1u
+#define EXACT_STATE_VERSION 2u
 #define EXACT_ARCH_X86_64 0u
 #define EXACT_ARCH_ARM64 1u
 #define LEVELS 4
@@ -156,7 +174,7 @@ struct exact_state {
     void *fp_state;             /* its struct mmuemu_state */
     exact_ctl_fn ctl;           /* libunicorn uc_ctl */
     uint32_t ctl_flush;         /* UC_CTL_TLB_FLUSH | UC_CTL_IO_WRITE << 30 */
-    uint32_t pad1;
+    uint32_t skip_sync_off;     /* offsetof(uc_struct, skip_sync_pc_on_exit), or 0 */
 };
 
 #define GEN_SHIFT 40
@@ -725,11 +743,14 @@ MMUEMU_EXPORT void mmuemu_exact_mem(uc_engine *uc, int type, uint64_t address, i
         do_access(s, (va | 0xFFF) + 1, type);   /* the second page of a split access */
 }
 
-/** mmuemu_exact_block - UC_HOOK_BLOCK callback: the iTLB, once per page of the block. */
+/** mmuemu_exact_block - UC_HOOK_BLOCK callback: the iTLB, once per page of the
+ * block; and Unicorn's skip_sync_pc_on_exit flag (see the file comment). */
 MMUEMU_EXPORT void mmuemu_exact_block(uc_engine *uc, uint64_t address, uint32_t size,
                                       void *user_data)
 {
     struct exact_state *s = user_data;
+    if (s->skip_sync_off)   /* no state sync before our memory hooks (file comment) */
+        ((uint8_t *)uc)[s->skip_sync_off] = 1;
     if (s->pending_flush)
         flush_unicorn(s, uc);
     uint64_t first = address >> 12;
@@ -861,7 +882,7 @@ MMUEMU_EXPORT uint32_t mmuemu_exact_offset(uint32_t field)
         offsetof(struct exact_state, fp_state),
         offsetof(struct exact_state, ctl),
         offsetof(struct exact_state, ctl_flush),
-        offsetof(struct exact_state, pad1),
+        offsetof(struct exact_state, skip_sync_off),
     };
     return field < sizeof offs / sizeof offs[0] ? offs[field] : UINT32_MAX;
 }
