@@ -1,0 +1,1 @@
+"""Standalone virtual-TLB prototype for bisecting fast mode's fill cost (see proto.py)."""

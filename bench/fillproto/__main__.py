@@ -1,0 +1,5 @@
+import sys
+
+from bench.fillproto.proto import main
+
+sys.exit(main())
