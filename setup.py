@@ -8,13 +8,13 @@ setup(
         Extension(
             "mmuemu.emu._fastpath",
             ["mmuemu/emu/_native/fastpath.c"],
-            depends=["mmuemu/emu/_native/pte_bits.h"],
+            depends=["mmuemu/emu/_native/pte_bits.h", "mmuemu/emu/_native/softtlb.h"],
             extra_compile_args=_CFLAGS,
         ),
         Extension(
             "mmuemu.emu._exact",
             ["mmuemu/emu/_native/exact.c"],
-            depends=["mmuemu/emu/_native/pte_bits.h"],
+            depends=["mmuemu/emu/_native/pte_bits.h", "mmuemu/emu/_native/softtlb.h"],
             extra_compile_args=_CFLAGS,
         ),
     ],

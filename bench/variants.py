@@ -43,6 +43,10 @@ VARIANTS: tuple[Variant, ...] = (
             ("--mode", "raw"), needs_mode="raw"),
     Variant("fast", "mmuemu", "mmuemu --mode fast: native page walks on Unicorn soft-TLB "
             "fills, Python page-fault path", ("--mode", "fast"), needs_mode="fast"),
+    Variant("fast-256", "mmuemu", "mmuemu --mode fast --soft-tlb-max 256: Unicorn's soft TLB "
+            "left at its initial 256 entries (no flush to grow it)",
+            ("--mode", "fast", "--soft-tlb-max", "256"), needs_mode="fast",
+            needs_option="--soft-tlb-max"),
     Variant("exact", "mmuemu", "mmuemu --mode exact: per-access architected TLB model",
             ("--mode", "exact"), needs_mode="exact"),
     Variant("trace", "mmuemu", "mmuemu --mode fast --trace FILE.mmtrace (binary fault trace)",
@@ -55,7 +59,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("qemu", "qemu", "qemu-user (qemu-x86_64 / qemu-aarch64): the user's alternative"),
 )
 BY_NAME: dict[str, Variant] = {v.name: v for v in VARIANTS}
-DEFAULT_VARIANTS = ("raw", "fast", "exact", "trace", "native", "qemu")
+DEFAULT_VARIANTS = ("raw", "fast", "fast-256", "exact", "trace", "native", "qemu")
 
 
 @dataclass

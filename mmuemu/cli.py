@@ -128,6 +128,10 @@ def build_parser() -> _Parser:
     run.add_argument("--quantum", type=_positive_int, default=RunConfig().quantum, metavar="N",
                      help="scheduler time slice in guest instructions when several tasks "
                           "run (default 50000)")
+    run.add_argument("--soft-tlb-max", type=_positive_int, default=RunConfig().soft_tlb_max,
+                     metavar="N", help="let Unicorn's soft TLB grow to about N entries by "
+                                       "flushing it when it overflows (default 1048576; "
+                                       "256 = never). Changes tlb-fills, never faults")
     run.add_argument("--insn-limit", type=_positive_int, default=0, metavar="N",
                      help="stop the guest after N instructions (exit 124)")
     run.add_argument("--time-limit", type=_seconds, default=0.0, metavar="SECONDS",
@@ -235,7 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     rconfig = RunConfig(mode=args.mode, root=args.root, strict=args.strict,
                         insn_limit=args.insn_limit, time_limit=args.time_limit,
                         quantum=args.quantum, log=args.log or "", inspect_at=inspect,
-                        debug_vm=args.debug_vm)
+                        debug_vm=args.debug_vm, soft_tlb_max=args.soft_tlb_max)
     try:
         tracer = tracer_from_args(args)
     except ValueError as e:

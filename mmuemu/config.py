@@ -72,6 +72,10 @@ class RunConfig:
                                                      "to run during the run")
     debug_vm: bool = _knob(False, "run validate_mm and the mapcount/RSS checks after "
                                   "every syscall (CONFIG_DEBUG_VM)")
+    soft_tlb_max: int = _knob(1 << 20, "let Unicorn's soft TLB grow to about this many entries "
+                                       "by flushing it when it overflows (fast and exact "
+                                       "mode; 256 or less = never); changes tlb_fills, "
+                                       "never faults")
     quantum: int = _knob(50_000, "scheduler time slice in guest instructions (with several tasks)")
     env: tuple[str, ...] = _knob(("PATH=/bin:/usr/bin", "HOME=/", "TERM=dumb", "LANG=C"),
                                  "the guest's environment")

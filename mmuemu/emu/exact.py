@@ -55,7 +55,8 @@ from unicorn.unicorn_py3.unicorn import uclib
 
 from mmuemu._types import Access, Arch
 from mmuemu.emu.native import (
-    ARCH_CODES, NativeFastPath, NativeResource, UcLike, _func_addr, hook_add_native,
+    ARCH_CODES, UC_CTL_FLUSH_CODE, NativeFastPath, NativeResource,
+    SoftTlbSizing, UcLike, _func_addr, hook_add_native,
 )
 from mmuemu.hw.cost import CostCounters, TlbCounts, estimate
 from mmuemu.hw.physmem import PhysMem
@@ -66,15 +67,12 @@ from mmuemu.hw.tlb import (
     LINUX_TLB_FLUSH, HierarchyStats, LinuxTlbFlush, Outcome, TlbConfig, TlbiOp, TlbStats,
 )
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 #: Guest RAM mappings into Unicorn's physical space (window 0 included).
 DEFAULT_WINDOWS = 16
 _REBUILD = "rebuild: pip install -e . or python setup.py build_ext --inplace"
 _XC_VALID, _XC_GLOBAL, _XC_WRITABLE, _XC_NX, _PERM_SHIFT = 1, 2, 4, 8, 4
 _NO_VA = 0xFFFF_FFFF_FFFF_FFFF
-#: ``uc_ctl`` control code of a soft-TLB flush (UC_CTL_TLB_FLUSH, write, no args).
-UC_CTL_FLUSH_CODE = (unicorn.unicorn_const.UC_CTL_IO_WRITE << 30) \
-    | unicorn.unicorn_const.UC_CTL_TLB_FLUSH
 
 
 class XcEntry(ctypes.Structure):
@@ -133,6 +131,7 @@ class ExactState(ctypes.Structure):
         ("ctl", ctypes.c_void_p),
         ("ctl_flush", ctypes.c_uint32),
         ("skip_sync_off", ctypes.c_uint32),
+        ("sizing", SoftTlbSizing),
     ]
 
 
@@ -405,6 +404,17 @@ class ExactMmu(NativeResource):
     def uc_flushed(self) -> None:
         """Unicorn's soft TLB was flushed: every window of every frame is free again."""
         self._lib.mmuemu_exact_uc_flushed(self._ptr)
+
+    def grow_soft_tlb(self, max_entries: int) -> None:
+        """Let the fill hook flush Unicorn's soft TLB so that QEMU grows it, up
+        to about ``max_entries`` (``_native/softtlb.h``; <= 256: off). The fast
+        path's own policy must stay off: this fill wraps it."""
+        self._state.sizing.start(max_entries)
+
+    @property
+    def soft_tlb(self) -> SoftTlbSizing:
+        """The soft-TLB sizing state."""
+        return self._state.sizing
 
     def va_of(self, hook_address: int) -> Optional[int]:
         """The virtual address behind a memory-hook address (None if unknown)."""

@@ -96,6 +96,8 @@ class UnicornTlb:
     def __init__(self) -> None:
         self.uc: Optional[unicorn.Uc] = None
         self.maint: Optional[TlbMaintenance] = None
+        #: fast mode's fill path, told of every flush (its soft-TLB sizing policy)
+        self.native: Optional[NativeFastPath] = None
         self.counts: dict[str, int] = {"page": 0, "range": 0, "mm": 0, "icache": 0,
                                        "uc_flushes": 0}
 
@@ -104,6 +106,8 @@ class UnicornTlb:
             self.uc.ctl(unicorn.unicorn_const.UC_CTL_TLB_FLUSH,
                         unicorn.unicorn_const.UC_CTL_IO_WRITE)
             self.counts["uc_flushes"] += 1
+            if self.native is not None:
+                self.native.uc_flushed()
             if self.maint is not None:
                 self.maint.uc_flushed()
 
@@ -137,12 +141,21 @@ class UnicornTlb:
             mm.kernel.trace.tlb_flush(mm, "icache", addr, addr + 4096)
 
     def clear_flush_young(self, mm: MmStruct, addr: int) -> None:
-        """An accessed bit was cleared: Unicorn's cache is dropped only when
-        the architecture invalidates (arm64), so on x86-64 a cached
-        translation keeps the bit clear until its next fill, as a real TLB does."""
+        """An accessed bit was cleared (ptep_clear_flush_young).
+
+        arm64 Linux invalidates the entry and x86-64 Linux does not (the
+        architectural flush counts say so). On x86-64 a real TLB may keep
+        the entry, and with it the bit clear, until the entry is evicted.
+        Unicorn's soft TLB is no model of that: its size changes with wall
+        time (QEMU shrinks it after quiet 100 ms windows) and with the fill
+        path's growth policy, so leaving its entry would make reclaim
+        depend on timing. Unicorn's cache is dropped on both architectures:
+        the next access walks and sets the bit again, as if the entry had
+        been evicted at once."""
         self.counts["young"] = self.counts.get("young", 0) + 1
-        if self.maint is not None and self.maint.clear_flush_young(mm.context_id, addr):
-            self._flush()
+        if self.maint is not None:
+            self.maint.clear_flush_young(mm.context_id, addr)
+        self._flush()
 
     def switch_mm(self, prev: MmStruct, next_mm: MmStruct) -> None:
         """A context switch loaded another page-table root (CR3 / TTBR0)."""
@@ -302,6 +315,11 @@ class Machine:
             self._hooks.append(uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._on_tlb_fault))
             self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_TLB_FILL,
                                                self.native.tlb_fill_addr, self.native.state_addr))
+        if self.exact is not None:
+            self.exact.grow_soft_tlb(self.rconfig.soft_tlb_max)
+        elif not self.raw_mode:
+            self.native.grow_soft_tlb(uc, self.rconfig.soft_tlb_max)
+            self.tlb.native = self.native
         self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_BLOCK,
                                            self.native.block_hook_addr, self.native.state_addr))
         self.native.set_count_block(self._count_block)
@@ -730,6 +748,13 @@ class Machine:
         for inode in list(self.kern.vfs._inodes.values()):
             writeback_inode(self.kern, inode)
 
+    def _soft_tlb_stats(self) -> dict[str, Any]:
+        """How Unicorn's soft TLB was grown (see ``_native/softtlb.h``)."""
+        if self.raw_mode:
+            return {"max_entries": 0, "estimated_entries": 0, "grow_flushes": 0}
+        sizing = self.exact.soft_tlb if self.exact is not None else self.native.soft_tlb
+        return sizing.as_dict()
+
     def stats(self) -> dict[str, Any]:
         """The run's counters (the --stats JSON)."""
         vm = self.kern.vmstat
@@ -763,6 +788,7 @@ class Machine:
             "page_walks": self.native.walks,
             "page_walk_mem_refs": self.native.walk_mem_refs,
             "tlb_flush_requests": dict(self.tlb.counts),
+            "soft_tlb": self._soft_tlb_stats(),
             "vmstat": {k: v for k, v in vm.as_dict().items() if k != "by_type"},
             "mm": mmc,
             "memory": {"mem_bytes": self.kconfig.mem_bytes,

@@ -38,7 +38,7 @@ from mmuemu.hw.walker import WalkResult
 
 _R = TypeVar("_R", bound="NativeResource")
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 ARCH_CODES: dict[Arch, int] = {Arch.X86_64: 0, Arch.ARM64: 1}
 #: What a count_block callback returns to report failure (emulation stops).
 COUNT_ERROR = 0xFFFF_FFFF
@@ -47,9 +47,42 @@ _NO_BLOCK = 0xFFFF_FFFF  # EMPTY_SIZE in fastpath.c
 _U64 = 1 << 64
 _REBUILD = "rebuild: pip install -e . or python setup.py build_ext --inplace"
 
+#: ``uc_ctl`` control code of a soft-TLB flush (UC_CTL_TLB_FLUSH, write, no args).
+UC_CTL_FLUSH_CODE = (unicorn_const.UC_CTL_IO_WRITE << 30) | unicorn_const.UC_CTL_TLB_FLUSH
+#: Unicorn's soft TLB starts with this many entries per MMU mode (QEMU's
+#: CPU_TLB_DYN_DEFAULT_BITS); a growth ceiling at or below it turns growth off.
+SOFT_TLB_INITIAL = 256
+
 CountBlock = Callable[[int, int], int]
 #: ``uint32_t count_block(uint64_t address, uint32_t size)``
 COUNT_BLOCK_CFUNC = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint32)
+
+
+class SoftTlbSizing(ctypes.Structure):
+    """Mirror of ``struct softtlb_sizing`` (``_native/softtlb.h``: when to flush
+    Unicorn's soft TLB so that QEMU grows it)."""
+
+    _fields_ = [
+        ("fills", ctypes.c_uint64),
+        ("estimate", ctypes.c_uint64),
+        ("max_estimate", ctypes.c_uint64),
+        ("grow_flushes", ctypes.c_uint64),
+        ("pending", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    ]
+
+    def start(self, max_entries: int) -> None:
+        """softtlb_init(): the estimate at Unicorn's initial size, growth up to ``max_entries``."""
+        self.fills = 0
+        self.estimate = SOFT_TLB_INITIAL
+        self.max_estimate = max_entries
+        self.grow_flushes = 0
+        self.pending = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The ``soft_tlb`` stats: the growth ceiling, the estimated size, the flushes made."""
+        return {"max_entries": int(self.max_estimate), "estimated_entries": int(self.estimate),
+                "grow_flushes": int(self.grow_flushes)}
 
 
 class MmuemuState(ctypes.Structure):
@@ -85,6 +118,10 @@ class MmuemuState(ctypes.Structure):
         ("last_block_address", ctypes.c_uint64),
         ("last_block_size", ctypes.c_uint32),
         ("last_block_ninsns", ctypes.c_uint32),
+        ("sizing", SoftTlbSizing),
+        ("ctl", ctypes.c_void_p),
+        ("ctl_flush", ctypes.c_uint32),
+        ("pad2", ctypes.c_uint32),
     ]
 
 
@@ -108,6 +145,8 @@ def _set_prototypes(lib: ctypes.CDLL) -> None:
     lib.mmuemu_walk.argtypes = [_StatePtr, ctypes.c_uint64, ctypes.c_int,
                                 ctypes.POINTER(ctypes.c_uint64), u32p,
                                 ctypes.POINTER(ctypes.c_int)]
+    lib.mmuemu_uc_flushed.restype = None
+    lib.mmuemu_uc_flushed.argtypes = [_StatePtr]
     lib.mmuemu_block_table_clear.restype = None
     lib.mmuemu_block_table_clear.argtypes = [_StatePtr]
     lib.mmuemu_state_free_tables.restype = None
@@ -301,6 +340,32 @@ class NativeFastPath(NativeResource):
             raise ValueError("instruction limit must be >= 0")
         self._state.insn_limit = n
         self._state.limit_hit = 0
+
+    def grow_soft_tlb(self, uc: Optional[UcLike], max_entries: int,
+                      ctl_addr: Optional[int] = None) -> None:
+        """Let the fill hook flush ``uc``'s soft TLB so that QEMU grows it, up to
+        about ``max_entries`` (``_native/softtlb.h``); ``max_entries`` <= 256
+        turns that off. Every other flush of ``uc``'s TLB must be reported with
+        :meth:`uc_flushed`. ``ctl_addr``: the ``int ctl(uc_engine *, int, ...)``
+        to call instead of libunicorn's ``uc_ctl`` (then ``uc`` may be None)."""
+        if ctl_addr is None:
+            if getattr(uc, "_uch", None) is None:
+                raise TypeError(f"expected an open unicorn.Uc, got {type(uc).__name__}")
+            ctl_addr = _func_addr(uclib.uc_ctl)
+        st = self._state
+        on = max_entries > SOFT_TLB_INITIAL
+        st.sizing.start(max_entries)
+        st.ctl_flush = UC_CTL_FLUSH_CODE
+        st.ctl = ctl_addr if on else None
+
+    def uc_flushed(self) -> None:
+        """Unicorn's soft TLB was just flushed (by the kernel model's request)."""
+        self._lib.mmuemu_uc_flushed(self._ptr)
+
+    @property
+    def soft_tlb(self) -> SoftTlbSizing:
+        """The soft-TLB sizing state (read it; :meth:`grow_soft_tlb` sets it)."""
+        return self._state.sizing
 
     def clear_block_table(self) -> None:
         """Forget every block's instruction count (guest code changed)."""

@@ -24,7 +24,8 @@ from unicorn.unicorn_py3.unicorn import Uc, UcError
 
 from mmuemu._types import Access, Arch
 from mmuemu.emu.native import (
-    COUNT_ERROR, MmuemuState, NativeFastPath, hook_add_native, hook_del_native, load_library,
+    COUNT_ERROR, STATE_VERSION, MmuemuState, NativeFastPath, hook_add_native, hook_del_native,
+    load_library,
 )
 from mmuemu.hw import walker
 from mmuemu.hw.arm64 import pte as a64
@@ -51,7 +52,7 @@ TLB_FILL = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint64, cty
 def test_state_layout_matches_the_library() -> None:
     lib = load_library()  # raises ImportError on any size/offset/mask mismatch
     size = ctypes.c_uint32()
-    assert lib.mmuemu_state_layout(ctypes.byref(size)) == 1
+    assert lib.mmuemu_state_layout(ctypes.byref(size)) == STATE_VERSION
     assert size.value == ctypes.sizeof(MmuemuState)
     assert lib.mmuemu_addr_mask() == ADDR_MASK
 

@@ -34,7 +34,10 @@
  * Unicorn's TLB itself (that is safe inside a data fill); a fetch fill may
  * not (it derails Unicorn's code lookup), so it takes the last window and the
  * flush happens at the next block hook, which runs before any data access
- * of the block being fetched (steals counts those).
+ * of the block being fetched (steals counts those). The soft-TLB sizing
+ * policy (softtlb.h) flushes the same way, in data fills or at the next
+ * block hook, and starts a new generation like any other flush; the fast
+ * path's own policy stays off in exact mode (fp_fill never flushes).
  *
  * Unicorn's state sync. Before it calls any UC_HOOK_MEM_* callback, Unicorn
  * 2.1.4 (load_helper / store_helper in qemu/accel/tcg/cputlb.c) runs
@@ -79,13 +82,14 @@ typedef struct mmuemu_uc_tlb_entry {    /* struct uc_tlb_entry */
     int perms;
 } mmuemu_uc_tlb_entry;
 #include "pte_bits.h"
+#include "softtlb.h"
 
 typedef bool (*exact_fill_fn)(uc_engine *uc, uint64_t vaddr, int type,
                               mmuemu_uc_tlb_entry *result, void *user_data);
 typedef int (*exact_ctl_fn)(uc_engine *uc, int control, ...);
 
 /* ---- the shared state (mirrored in mmuemu/emu/exact.py) ---------------- */
-#define EXACT_STATE_VERSION 2u
+#define EXACT_STATE_VERSION 3u
 #define EXACT_ARCH_X86_64 0u
 #define EXACT_ARCH_ARM64 1u
 #define LEVELS 4
@@ -175,6 +179,7 @@ struct exact_state {
     exact_ctl_fn ctl;           /* libunicorn uc_ctl */
     uint32_t ctl_flush;         /* UC_CTL_TLB_FLUSH | UC_CTL_IO_WRITE << 30 */
     uint32_t skip_sync_off;     /* offsetof(uc_struct, skip_sync_pc_on_exit), or 0 */
+    struct softtlb_sizing sizing; /* growing Unicorn's soft TLB (softtlb.h) */
 };
 
 #define GEN_SHIFT 40
@@ -632,6 +637,7 @@ static void new_generation(struct exact_state *s)
         s->gen = 1;
     }
     s->pending_flush = 0;
+    softtlb_flushed(&s->sizing);   /* every flush of Unicorn's TLB comes through here */
 }
 
 static void flush_unicorn(struct exact_state *s, uc_engine *uc)
@@ -722,6 +728,14 @@ MMUEMU_EXPORT bool mmuemu_exact_tlb_fill(uc_engine *uc, uint64_t vaddr, int type
     struct exact_state *s = user_data;
     if (!s->fp_fill(uc, vaddr, type, result, s->fp_state))
         return false;
+    if (__builtin_expect(softtlb_filled(&s->sizing), 0) && uc && s->ctl) {
+        if (type != UC_MEM_FETCH) {     /* grow Unicorn's TLB (softtlb.h) */
+            s->sizing.grow_flushes++;
+            flush_unicorn(s, uc);
+        } else {
+            s->sizing.pending = 1;      /* the next block hook flushes */
+        }
+    }
     result->paddr = alias(s, uc, vaddr, result->paddr, type);
     return true;
 }
@@ -751,8 +765,10 @@ MMUEMU_EXPORT void mmuemu_exact_block(uc_engine *uc, uint64_t address, uint32_t 
     struct exact_state *s = user_data;
     if (s->skip_sync_off)   /* no state sync before our memory hooks (file comment) */
         ((uint8_t *)uc)[s->skip_sync_off] = 1;
-    if (s->pending_flush)
+    if (s->pending_flush || s->sizing.pending) {
+        s->sizing.grow_flushes += s->sizing.pending;
         flush_unicorn(s, uc);
+    }
     uint64_t first = address >> 12;
     uint64_t last = first;
     if (size > 0 && size <= (1u << 20))
@@ -883,6 +899,7 @@ MMUEMU_EXPORT uint32_t mmuemu_exact_offset(uint32_t field)
         offsetof(struct exact_state, ctl),
         offsetof(struct exact_state, ctl_flush),
         offsetof(struct exact_state, skip_sync_off),
+        offsetof(struct exact_state, sizing),
     };
     return field < sizeof offs / sizeof offs[0] ? offs[field] : UINT32_MAX;
 }

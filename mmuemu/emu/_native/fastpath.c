@@ -35,9 +35,10 @@ typedef struct mmuemu_uc_tlb_entry {    /* struct uc_tlb_entry */
     int perms;                          /* uc_prot: READ 1, WRITE 2, EXEC 4 */
 } mmuemu_uc_tlb_entry;
 #include "pte_bits.h"
+#include "softtlb.h"
 
 /* ---- the shared state (mirrored by MmuemuState in native.py) ----------- */
-#define MMUEMU_STATE_VERSION 1u
+#define MMUEMU_STATE_VERSION 2u
 #define MMUEMU_ARCH_X86_64 0u
 #define MMUEMU_ARCH_ARM64 1u
 #define MMUEMU_LEVELS 4
@@ -46,6 +47,7 @@ typedef struct mmuemu_uc_tlb_entry {    /* struct uc_tlb_entry */
 
 typedef uint32_t (*mmuemu_count_block_fn)(uint64_t address, uint32_t size);
 typedef int (*mmuemu_stop_fn)(uc_engine *uc);
+typedef int (*mmuemu_ctl_fn)(uc_engine *uc, int control, ...);
 
 struct mmuemu_state {
     uint32_t version;           /* MMUEMU_STATE_VERSION, set by Python */
@@ -80,6 +82,11 @@ struct mmuemu_state {
     uint64_t last_block_address;
     uint32_t last_block_size;
     uint32_t last_block_ninsns;
+    /* growing Unicorn's soft TLB (softtlb.h); ctl NULL = never flush */
+    struct softtlb_sizing sizing;
+    mmuemu_ctl_fn ctl;          /* libunicorn uc_ctl */
+    uint32_t ctl_flush;         /* UC_CTL_TLB_FLUSH | UC_CTL_IO_WRITE << 30 */
+    uint32_t pad2;
 };
 
 /* ---- page-table bits ------------------------------------------------------ */
@@ -183,12 +190,22 @@ MMUEMU_EXPORT int mmuemu_walk(struct mmuemu_state *s, uint64_t va, int access,
     return walk(s, va, access, pa, perms, level, 0);
 }
 
+/* Flush Unicorn's soft TLB so that QEMU can grow it (softtlb.h). */
+static __attribute__((noinline)) void grow_flush(struct mmuemu_state *s, uc_engine *uc)
+{
+    s->ctl(uc, (int)s->ctl_flush);
+    s->sizing.grow_flushes++;
+    softtlb_flushed(&s->sizing);
+}
+
 /**
  * mmuemu_tlb_fill - UC_HOOK_TLB_FILL callback; @user_data is the state.
  *
  * Resolves the miss from the page tables when the walk allows the access;
  * otherwise returns false so that the next fill hook (Python: the page
- * fault path) runs.
+ * fault path) runs. Every resolved fill counts toward the soft-TLB sizing
+ * policy (softtlb.h): a data fill may flush Unicorn's TLB before it
+ * returns, a fetch fill leaves that to the next block hook.
  */
 MMUEMU_EXPORT bool mmuemu_tlb_fill(uc_engine *uc, uint64_t vaddr, int type,
                                    mmuemu_uc_tlb_entry *result, void *user_data)
@@ -212,6 +229,12 @@ MMUEMU_EXPORT bool mmuemu_tlb_fill(uc_engine *uc, uint64_t vaddr, int type,
         result->paddr = pa;
         result->perms = (int)perms;
         s->fills_resolved++;
+        if (__builtin_expect(softtlb_filled(&s->sizing), 0) && s->ctl) {
+            if (type != UC_MEM_FETCH && uc)
+                grow_flush(s, uc);
+            else
+                s->sizing.pending = 1;
+        }
         return true;
     }
     s->fills_faulted++;
@@ -351,6 +374,8 @@ MMUEMU_EXPORT void mmuemu_block(uc_engine *uc, uint64_t address, uint32_t size,
 {
     struct mmuemu_state *s = user_data;
 
+    if (__builtin_expect(s->sizing.pending, 0) && s->ctl && uc)
+        grow_flush(s, uc);   /* asked for by a fetch fill (softtlb.h) */
     /* A loop runs the same block again and again: one compare, no hashing.
      * (The cache never holds EMPTY_SIZE blocks; it starts as EMPTY_SIZE.) */
     if (__builtin_expect(address == s->last_block_address && size == s->last_block_size
@@ -363,6 +388,13 @@ MMUEMU_EXPORT void mmuemu_block(uc_engine *uc, uint64_t address, uint32_t size,
         }
     }
     block_slow(uc, address, size, s);
+}
+
+/** mmuemu_uc_flushed - Unicorn's soft TLB was flushed by someone else (the
+ * kernel model's flush requests): the sizing policy starts counting again. */
+MMUEMU_EXPORT void mmuemu_uc_flushed(struct mmuemu_state *s)
+{
+    softtlb_flushed(&s->sizing);
 }
 
 /** mmuemu_block_table_clear - forget every block's count (code changed). */
@@ -433,6 +465,10 @@ MMUEMU_EXPORT uint32_t mmuemu_state_offset(uint32_t field)
         offsetof(struct mmuemu_state, last_block_address),
         offsetof(struct mmuemu_state, last_block_size),
         offsetof(struct mmuemu_state, last_block_ninsns),
+        offsetof(struct mmuemu_state, sizing),
+        offsetof(struct mmuemu_state, ctl),
+        offsetof(struct mmuemu_state, ctl_flush),
+        offsetof(struct mmuemu_state, pad2),
     };
     return field < sizeof offs / sizeof offs[0] ? offs[field] : UINT32_MAX;
 }
