@@ -190,6 +190,24 @@ def summary(stats: dict[str, Any], argv: Sequence[str]) -> str:
     if flushes:
         row(sum(flushes.values()), "tlb-invalidations",
             ", ".join(f"{n:,} {op}" for op, n in sorted(flushes.items())))
+    cache = stats.get("cache")
+    if cache:
+        kernel = cache["kernel"]
+        kinsns = {op: n for op, n in kernel["insns"].items() if n}
+        ginsns = {op: n for op, n in cache["guest"]["insns"].items() if n}
+        syncs = kernel["calls"]["sync_icache_dcache"]
+        hooks = sum(kernel["calls"].values())
+        noops = sum(kernel["noop_calls"].values())
+        if kinsns or syncs:
+            row(sum(kinsns.values()), "cache-maintenance",
+                f"kernel, {syncs:,} pages synced for exec: "
+                + ", ".join(f"{n:,} {op}" for op, n in kinsns.items()))
+        elif hooks:
+            row(hooks, "cache-flush-calls", f"flush_cache_*/flush_dcache_page; all no-ops "
+                f"on {stats['arch']}" if noops == hooks else "")
+        if ginsns:
+            row(sum(ginsns.values()), "guest-cache-insns",
+                ", ".join(f"{n:,} {op}" for op, n in ginsns.items()))
     if "cycles" in stats:
         note = f"{stats['profile']['name']} profile"
         if stats.get("cycles_estimated"):

@@ -4,6 +4,7 @@ arm64_show_signal()'s line."""
 from __future__ import annotations
 
 import struct
+from typing import Optional
 
 from mmuemu._types import Arch
 from mmuemu.arch.base import ArchSpec, HwFault
@@ -76,6 +77,22 @@ def segfault_message(comm: str, pid: int, f: HwFault, ip: int, sp: int, esr: int
             f"at {f.address:016x} ip {ip:016x} sp {sp:016x}{where}")
 
 
+#: DC and IC operations counted (the by-VA maintenance ops and the I-cache
+#: invalidations; DC ZVA zeroes memory and is not maintenance)
+_DC_IC_OPS = frozenset(("dc_cvau", "dc_cvac", "dc_civac", "dc_cvap", "ic_ivau", "ic_iallu",
+                        "ic_ialluis"))
+
+
+def cache_insn(mnemonic: str, op_str: str) -> Optional[str]:
+    """dc cvau/cvac/civac/cvap, ic ivau/iallu/ialluis, dsb, isb."""
+    if mnemonic in ("dsb", "isb"):
+        return mnemonic
+    if mnemonic in ("dc", "ic"):
+        name = f"{mnemonic}_{op_str.split(',', 1)[0].strip().lower()}"
+        return name if name in _DC_IC_OPS else None
+    return None
+
+
 ARM64 = ArchSpec(
     arch=Arch.ARM64,
     # [vvar] then [vdso], as __setup_additional_pages() maps them; the sizes
@@ -95,4 +112,5 @@ ARM64 = ArchSpec(
     fault_code=fault_code,
     segfault_message=segfault_message,
     clone_backwards=True,
+    cache_insn=cache_insn,
 )

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Optional
 
 from mmuemu._types import Arch
 from mmuemu.hw.pte import PteFormat
@@ -51,6 +51,9 @@ class ArchSpec:
     arch_syscalls: Mapping[str, SyscallHandler] = field(default_factory=dict)
     #: CONFIG_CLONE_BACKWARDS: clone(flags, newsp, ptid, tls, ctid), not (..., ctid, tls)
     clone_backwards: bool = False
+    #: an instruction (capstone mnemonic, operands) -> the cache-maintenance
+    #: instruction it is (mmuemu.hw.cache.CACHE_OPS names), or None
+    cache_insn: Callable[[str, str], Optional[str]] = lambda mnemonic, op_str: None
 
     @property
     def name(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from typing import Optional
 
 from mmuemu._types import Arch
 from mmuemu.arch.base import ArchSpec, HwFault
@@ -95,6 +96,14 @@ def segfault_message(comm: str, pid: int, f: HwFault, ip: int, sp: int, code: in
             f"error {code:x}{where}")
 
 
+_CACHE_INSNS = frozenset(("clflush", "clflushopt", "clwb"))
+
+
+def cache_insn(mnemonic: str, op_str: str) -> Optional[str]:
+    """clflush / clflushopt / clwb (the guest's own cache maintenance)."""
+    return mnemonic if mnemonic in _CACHE_INSNS else None
+
+
 X86_64 = ArchSpec(
     arch=Arch.X86_64,
     # vvar, vvar_vclock and vdso sizes as /proc/PID/maps shows them on this
@@ -115,4 +124,5 @@ X86_64 = ArchSpec(
     fault_code=fault_code,
     segfault_message=segfault_message,
     arch_syscalls={"arch_prctl": sys_arch_prctl},
+    cache_insn=cache_insn,
 )

@@ -547,7 +547,8 @@ class TlbMaintenance:
 
 
 def hw_stats(profile: Profile, maint: TlbMaintenance, fastpath: NativeFastPath, *,
-             syscalls: int, faults_by_type: dict[str, int], major_faults: int) -> dict[str, Any]:
+             syscalls: int, faults_by_type: dict[str, int], major_faults: int,
+             cache_insns: Optional[dict[str, int]] = None) -> dict[str, Any]:
     """The hardware part of the stats JSON.
 
     ``tlb`` (exact mode only: hits and misses of l1i, l1d, l2), ``walks``
@@ -575,7 +576,7 @@ def hw_stats(profile: Profile, maint: TlbMaintenance, fastpath: NativeFastPath, 
     est = estimate(profile, CostCounters(
         instructions=fastpath.insns, syscalls=syscalls, faults_by_type=dict(faults_by_type),
         major_faults=major_faults, tlb=tlb, walks=walks, walk_mem_refs=walk_refs,
-        flushes=flushes))
+        flushes=flushes, cache_insns=cache_insns or {}))
     out["cycles"] = est.cycles
     out["cycles_breakdown"] = dict(est.breakdown)
     out["cycles_estimated"] = list(est.estimated)

@@ -36,10 +36,12 @@ from mmuemu.config import KernelConfig, RunConfig
 from mmuemu.emu.cpu import CPUS
 from mmuemu.emu.exact import ExactMmu, TlbMaintenance, hw_stats
 from mmuemu.emu.fault_address import effective_address
-from mmuemu.emu.native import NativeFastPath, hook_add_native
+from mmuemu.emu.native import UNCACHED_BLOCK, NativeFastPath, hook_add_native
 from mmuemu.emu.raw import RawMapper
+from mmuemu.hw.cache import CacheMaintenance
 from mmuemu.hw.physmem import PhysMem
 from mmuemu.hw.profile import Profile, ProfileError, profile_for
+from mmuemu.kernel.cacheflush import cacheflush_for
 from mmuemu.kernel.binfmt_elf import ExecError, check_elf, load_elf_binary
 from mmuemu.kernel.fault import SIGSEGV, AccessType, do_user_addr_fault
 
@@ -98,8 +100,7 @@ class UnicornTlb:
         self.maint: Optional[TlbMaintenance] = None
         #: fast mode's fill path, told of every flush (its soft-TLB sizing policy)
         self.native: Optional[NativeFastPath] = None
-        self.counts: dict[str, int] = {"page": 0, "range": 0, "mm": 0, "icache": 0,
-                                       "uc_flushes": 0}
+        self.counts: dict[str, int] = {"page": 0, "range": 0, "mm": 0, "uc_flushes": 0}
 
     def _flush(self) -> None:
         if self.uc is not None:
@@ -134,11 +135,6 @@ class UnicornTlb:
         if self.maint is not None:
             self.maint.flush_tlb_mm(mm.context_id)
         self._flush()
-
-    def flush_icache_page(self, mm: MmStruct, addr: int, pfn: int) -> None:
-        self.counts["icache"] += 1
-        if mm.kernel.trace is not None:
-            mm.kernel.trace.tlb_flush(mm, "icache", addr, addr + 4096)
 
     def clear_flush_young(self, mm: MmStruct, addr: int) -> None:
         """An accessed bit was cleared (ptep_clear_flush_young).
@@ -212,8 +208,13 @@ class Machine:
             self.kconfig = dataclasses.replace(self.kconfig, hw_access_flag=False)
         self.phys = PhysMem(self.kconfig.mem_bytes)
         self.tlb = UnicornTlb()
+        #: the CPU's cache-maintenance instructions (kernel-issued and the guest's)
+        self.caches = CacheMaintenance(self.spec.arch, self.profile.cache)
+        #: blocks holding cache-maintenance instructions: (instructions, (op, count)...)
+        self._maint_blocks: dict[tuple[int, int], tuple[int, tuple[tuple[str, int], ...]]] = {}
         self.kern = Kernel(self.kconfig, self.phys, self.spec.pte_format(), self.tlb,
-                           root=self.rconfig.root)
+                           root=self.rconfig.root,
+                           cacheflush=cacheflush_for(self.spec.name, self.caches))
         if self.rconfig.mode not in MODES:
             raise MachineError(f"unknown mode {self.rconfig.mode!r} (choose from {', '.join(MODES)})")
         self.raw_mode = self.rconfig.mode == "raw"
@@ -247,7 +248,10 @@ class Machine:
         self._stdio()
         self.tracer = tracer
         if tracer is not None:  # before exec, so exec's own faults are traced
-            tracer.attach(self, cycles_fn=lambda: self.native.insns)  # CPI 1 until the cost model
+            cpi = self.profile.cost.base_cpi
+            native = self.native
+            tracer.attach(self, cycles_fn=(lambda: native.insns) if cpi == 1 else
+                          (lambda: round(native.insns * cpi)))
         argv_b = [os.fsencode(a) for a in [path, *argv]]
         argv_b[0] = os.fsencode(path)
         envp = [e.encode() for e in self.rconfig.env]
@@ -336,7 +340,19 @@ class Machine:
         return self.native.insns
 
     def _count_block(self, address: int, size: int) -> int:
-        """Instructions in a new basic block, counted once with capstone."""
+        """Instructions in a new basic block, counted once with capstone.
+
+        A block with cache-maintenance instructions (dc/ic/dsb/isb on arm64,
+        clflush/clflushopt/clwb on x86-64) is flagged UNCACHED_BLOCK: the
+        native hook asks again at each execution, and each execution adds
+        its instructions to the guest's cache-maintenance counts."""
+        key = (address, size)
+        known = self._maint_blocks.get(key)
+        if known is not None:
+            n, ops = known
+            for op, k in ops:
+                self.caches.guest_executed(op, k)
+            return n | UNCACHED_BLOCK
         code = bytearray()
         va = address
         end = address + size
@@ -347,7 +363,20 @@ class Machine:
             n = min(end - va, 4096 - (va & 0xFFF))
             code += self.phys.read(res.pa | (va & 0xFFF), n)
             va += n
-        return sum(1 for _ in self._md.disasm_lite(bytes(code), address))
+        n = 0
+        found: dict[str, int] = {}
+        cache_insn = self.spec.cache_insn
+        for _, _, mnemonic, op_str in self._md.disasm_lite(bytes(code), address):
+            n += 1
+            op = cache_insn(mnemonic, op_str)
+            if op is not None:
+                found[op] = found.get(op, 0) + 1
+        if not found:
+            return n
+        self._maint_blocks[key] = (n, tuple(found.items()))
+        for op, k in found.items():
+            self.caches.guest_executed(op, k)
+        return n | UNCACHED_BLOCK
 
     # --- faults ----------------------------------------------------------------------
     def _hw_fault(self, vaddr: int, access: Access) -> HwFault:
@@ -748,6 +777,14 @@ class Machine:
         for inode in list(self.kern.vfs._inodes.values()):
             writeback_inode(self.kern, inode)
 
+    def _cache_stats(self) -> dict[str, Any]:
+        """Cache maintenance: the profile's caches, the kernel's hooks and the
+        instructions they issued, and the guest's own cache-maintenance instructions."""
+        counts = self.caches.as_dict()
+        return {"config": self.profile.as_dict()["cache"],
+                "kernel": {**self.kern.cacheflush.as_dict(), **counts["kernel"]},
+                "guest": counts["guest"]}
+
     def _soft_tlb_stats(self) -> dict[str, Any]:
         """How Unicorn's soft TLB was grown (see ``_native/softtlb.h``)."""
         if self.raw_mode:
@@ -801,6 +838,9 @@ class Machine:
                        "swap": self.kern.swap.as_dict()},
             "config": self.kconfig.as_dict(),
             "wall_seconds": round(res.wall_seconds, 6) if res else None,
+            "cache": self._cache_stats(),
             **hw_stats(self.profile, self.maint, self.native, syscalls=self.syscalls,
-                       faults_by_type=dict(vm.by_type), major_faults=major),
+                       faults_by_type=dict(vm.by_type), major_faults=major,
+                       cache_insns={op: self.caches.kernel[op] + self.caches.guest[op]
+                                    for op in self.caches.ops}),
         }

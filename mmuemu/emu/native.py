@@ -42,6 +42,9 @@ STATE_VERSION = 2
 ARCH_CODES: dict[Arch, int] = {Arch.X86_64: 0, Arch.ARM64: 1}
 #: What a count_block callback returns to report failure (emulation stops).
 COUNT_ERROR = 0xFFFF_FFFF
+#: OR-ed into a count_block answer: do not cache this block's count, ask again
+#: at its next execution (the caller counts something in it per execution).
+UNCACHED_BLOCK = 1 << 31
 _NO_PTE = 0xFFFF_FFFF_FFFF_FFFF
 _NO_BLOCK = 0xFFFF_FFFF  # EMPTY_SIZE in fastpath.c
 _U64 = 1 << 64

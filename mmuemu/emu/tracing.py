@@ -310,9 +310,13 @@ class FaultTracer:
         self._cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64) \
             if machine.spec.arch is Arch.X86_64 else \
             capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
+        profile = machine.profile
         header = TraceHeader(arch=self._arch, program=os.path.basename(machine.path),
                              argv=self.argv, config=machine.kconfig.as_dict(),
-                             events=self.events.names())
+                             events=self.events.names(),
+                             cycles=f"insns x cost.base_cpi {profile.cost.base_cpi:g} "
+                                    f"(profile {profile.name}); the full estimate, with "
+                                    f"TLB, walks, faults and flushes, is in --stats")
         self._writer = open_writer(self.path, header)
         #: what the fault path reads, in one attribute: the records, the placements,
         #: the disassembly cache, the readers, and the chunk size in list items

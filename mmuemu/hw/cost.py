@@ -19,6 +19,8 @@ sum):
 * ``major_io``: major faults × ``cost.fault.major_io``.
 * ``syscalls``: syscalls × ``cost.syscall``.
 * ``tlb_flushes``: Σ ops of kind k × ``cost.flush.k``.
+* ``cache_maintenance``: Σ cache-maintenance instructions of kind k (issued
+  by the kernel model and executed by the guest) × ``cost.cache.k``.
 
 Fast mode has no architected TLB counts (``tlb`` is None): the L1/L2 hit
 terms are 0 and ``page_walks``/``walk_mem_refs`` come from the fill-path
@@ -60,6 +62,7 @@ class CostCounters:
         walks: page walks (exact: architected walks; fast: fill-path walks).
         walk_mem_refs: page-table reads of those walks.
         flushes: TLB maintenance ops by name (``invlpg``, ``tlbi_vae1is``, ...).
+        cache_insns: cache-maintenance instructions by name (``dc_cvau``, ``clflush``, ...).
     """
 
     instructions: int
@@ -70,6 +73,7 @@ class CostCounters:
     walks: int = 0
     walk_mem_refs: int = 0
     flushes: Mapping[str, int] = field(default_factory=dict)
+    cache_insns: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,8 @@ def estimate(profile: Profile, c: CostCounters) -> CycleEstimate:
     parts["major_io"] = c.major_faults * fault.major_io
     parts["syscalls"] = c.syscalls * cost.syscall
     parts["tlb_flushes"] = sum(n * cost.flush.get(op, 0.0) for op, n in c.flushes.items())
+    parts["cache_maintenance"] = sum(n * cost.cache.get(op, 0.0)
+                                     for op, n in c.cache_insns.items())
     breakdown = {k: int(round(v)) for k, v in parts.items()}
     estimated = () if c.tlb is not None else ("tlb_l1_hits", "tlb_l2_hits", "page_walks",
                                               "walk_mem_refs")

@@ -14,6 +14,10 @@ lists. The layout (``skylake.toml`` documents every field)::
     [cost.fault]   entry_exit, zero_page, copy_page, major_io
     [cost.fault.handler]   one cost per fault type (anon zero file cow wp shared swap spurious)
     [cost.flush]   one cost per TLB maintenance op of the architecture
+    [cache]        line_bytes; arm64 also idc, dic, icache_aliasing, dcache_aliasing
+                   (optional: the architecture's defaults, mmuemu.hw.cache)
+    [cost.cache]   one cost per cache-maintenance instruction of the architecture
+                   (optional: the defaults below)
 
 Overrides (``--tlb`` on the command line) are ``l1d=32x4`` (entries x ways
 of ``l1i``, ``l1d`` or ``l2``) or ``dotted.field=value`` for any field
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -33,6 +37,7 @@ from typing import Any, Mapping, Sequence
 
 from mmuemu._types import Arch
 from mmuemu.hw.arm64.pte import Arm64Pte
+from mmuemu.hw.cache import ARM64_CACHE, CACHE_OPS, X86_CACHE, CacheConfig
 from mmuemu.hw.pwc import PWC_LEVEL_NAMES
 from mmuemu.hw.tlb import FLUSH_OP_NAMES, REPLACEMENT_POLICIES, TlbConfig
 from mmuemu.hw.x86_64.pte import X86_64Pte
@@ -45,6 +50,19 @@ DEFAULT_PROFILE: dict[Arch, str] = {Arch.X86_64: "skylake", Arch.ARM64: "neovers
 
 _FORMAT_NAME = {Arch.X86_64: X86_64Pte.name, Arch.ARM64: Arm64Pte.name}
 _MAX_ENTRIES = 1 << 20
+#: [cache] of a profile that has none
+DEFAULT_CACHE: dict[Arch, CacheConfig] = {Arch.X86_64: X86_CACHE, Arch.ARM64: ARM64_CACHE}
+#: [cost.cache] of a profile that has none: cycles per instruction (estimates;
+#: the bundled profiles list the same figures)
+DEFAULT_CACHE_COSTS: dict[Arch, dict[str, float]] = {
+    Arch.ARM64: {"dc_cvau": 20, "dc_cvac": 20, "dc_civac": 25, "dc_cvap": 30, "ic_ivau": 20,
+                 "ic_iallu": 100, "ic_ialluis": 300, "dsb": 40, "isb": 20},
+    Arch.X86_64: {"clflush": 250, "clflushopt": 100, "clwb": 100},
+}
+_CACHE_FIELDS: dict[Arch, tuple[str, ...]] = {
+    Arch.X86_64: ("line_bytes",),  # x86-64 needs no cache maintenance: nothing else matters
+    Arch.ARM64: ("line_bytes", "idc", "dic", "icache_aliasing", "dcache_aliasing"),
+}
 _MAX_ASID_BITS = 16
 
 
@@ -83,6 +101,8 @@ class CostParams:
     syscall: float
     fault: FaultCosts
     flush: Mapping[str, float]
+    #: cycles per cache-maintenance instruction (mmuemu.hw.cache.CACHE_OPS)
+    cache: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +119,7 @@ class Profile:
         pwc: walk-cache entries for levels 0, 1, 2 (0 = none).
         walk: walk timing.
         cost: everything else the cycle model needs.
+        cache: what software knows of the caches (cache maintenance).
     """
 
     name: str
@@ -112,6 +133,7 @@ class Profile:
     pwc: tuple[int, int, int]
     walk: WalkTiming
     cost: CostParams
+    cache: CacheConfig = CacheConfig()
 
     @property
     def pwc_level_names(self) -> tuple[str, str, str]:
@@ -138,7 +160,9 @@ class Profile:
                           "major_io": self.cost.fault.major_io,
                           "handler": dict(self.cost.fault.handler)},
                 "flush": dict(self.cost.flush),
+                "cache": dict(self.cost.cache),
             },
+            "cache": {k: getattr(self.cache, k) for k in _CACHE_FIELDS[self.arch]},
         }
 
 
@@ -330,11 +354,36 @@ def _tlb_config(c: _Checker, tlb: Mapping[str, Any], level: str) -> TlbConfig:
                      replacement=replacement)
 
 
+def _cache_config(c: _Checker, table: Mapping[str, Any], arch: Arch) -> CacheConfig:
+    """[cache]: the architecture's defaults for what the table leaves out."""
+    default = DEFAULT_CACHE[arch]
+    if "cache" not in table:
+        return default
+    t = c.table(table, "cache", _CACHE_FIELDS[arch])
+    values: dict[str, Any] = {}
+    for key in _CACHE_FIELDS[arch]:
+        path = f"cache.{key}"
+        if key not in t:
+            values[key] = getattr(default, key)
+        elif key == "line_bytes":
+            n = c.integer(t, path, 4, 4096)
+            if n & (n - 1):
+                raise c.fail(path, f"{n} is not a power of two")
+            values[key] = n
+        else:
+            v = t[key]
+            if not isinstance(v, bool):
+                raise c.fail(path, f"expected true or false, got {v!r}")
+            values[key] = v
+    return CacheConfig(**{**{k: getattr(default, k) for k in ("idc", "dic", "icache_aliasing")},
+                          **values})
+
+
 def validate(table: Mapping[str, Any], source: str,
              origin: Mapping[str, str] | None = None) -> Profile:
     """Build a :class:`Profile` from a TOML table, or raise :class:`ProfileError`."""
     c = _Checker(source, origin or {})
-    c.only(table, "", ("name", "arch", "description", "tlb", "pwc", "walk", "cost"))
+    c.only(table, "", ("name", "arch", "description", "tlb", "pwc", "walk", "cost", "cache"))
     name = c.string(table, "name")
     arch_name = c.string(table, "arch")
     arches = {a.label: a for a in Arch}
@@ -360,7 +409,7 @@ def validate(table: Mapping[str, Any], source: str,
     walk = WalkTiming(c.number(walk_t, "walk.latency"), c.number(walk_t, "walk.mem_ref_latency"),
                       hw_af)
 
-    cost_t = c.table(table, "cost", ("base_cpi", "syscall", "fault", "flush"))
+    cost_t = c.table(table, "cost", ("base_cpi", "syscall", "fault", "flush", "cache"))
     fault_t = c.table(cost_t, "cost.fault",
                       ("entry_exit", "zero_page", "copy_page", "major_io", "handler"))
     fault = FaultCosts(entry_exit=c.number(fault_t, "cost.fault.entry_exit"),
@@ -368,14 +417,20 @@ def validate(table: Mapping[str, Any], source: str,
                        copy_page=c.number(fault_t, "cost.fault.copy_page"),
                        major_io=c.number(fault_t, "cost.fault.major_io"),
                        handler=c.costs(fault_t, "cost.fault.handler", FAULT_TYPES))
+    cache_costs = dict(DEFAULT_CACHE_COSTS[arch])  # [cost.cache] is optional, field by field
+    if "cache" in cost_t:
+        given = c.table(cost_t, "cost.cache", CACHE_OPS[arch])
+        cache_costs.update({k: c.number(given, f"cost.cache.{k}") for k in given})
     cost = CostParams(base_cpi=c.number(cost_t, "cost.base_cpi"),
                       syscall=c.number(cost_t, "cost.syscall"), fault=fault,
-                      flush=c.costs(cost_t, "cost.flush", FLUSH_OP_NAMES[arch]))
+                      flush=c.costs(cost_t, "cost.flush", FLUSH_OP_NAMES[arch]),
+                      cache=MappingProxyType(cache_costs))
+    cache = _cache_config(c, table, arch)
     if origin:
         source = f"{source} + {' '.join(dict.fromkeys(origin.values()))}"
     return Profile(name=name, arch=arch, description=description, source=source,
                    asid_bits=asid_bits, l1i=l1i, l1d=l1d, l2=l2,
-                   pwc=(pwc[0], pwc[1], pwc[2]), walk=walk, cost=cost)
+                   pwc=(pwc[0], pwc[1], pwc[2]), walk=walk, cost=cost, cache=cache)
 
 
 def load_profile(name_or_path: str, overrides: Sequence[str] = ()) -> Profile:

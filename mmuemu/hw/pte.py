@@ -98,6 +98,10 @@ class PteFormat(abc.ABC):
     def pte_young(self, pte: int) -> bool: ...
     @abc.abstractmethod
     def pte_special(self, pte: int) -> bool: ...
+
+    @abc.abstractmethod
+    def pte_user_exec(self, pte: int) -> bool:
+        """User space may execute from the page (arm64 !UXN; x86-64 US and !NX)."""
     @abc.abstractmethod
     def pte_mkwrite(self, pte: int) -> int: ...
     @abc.abstractmethod

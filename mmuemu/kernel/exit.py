@@ -6,6 +6,7 @@ parent's wait4(); the parent's children are handed to pid 1 as on Linux.
 """
 from __future__ import annotations
 
+from mmuemu.kernel.cacheflush import flush_cache_mm
 from mmuemu.kernel.interval_tree import vma_interval_tree_remove
 from mmuemu.kernel.mm_types import MmStruct
 from mmuemu.kernel.mmap import remove_vma, unmap_region
@@ -17,8 +18,9 @@ def exit_mmap(mm: MmStruct) -> None:
     """exit_mmap(): unmap and free everything, including the page-table pages."""
     kern = mm.kernel
     vmas = list(mm.mm_rb)
+    flush_cache_mm(mm)
     if vmas:
-        unmap_region(mm, vmas, 0, mm.task_size, 0, 0)
+        unmap_region(mm, vmas, 0, mm.task_size, 0, 0, fullmm=True)
     for vma in vmas:
         if vma.vm_file is not None:
             vma_interval_tree_remove(vma, vma.vm_file.f_mapping.i_mmap)

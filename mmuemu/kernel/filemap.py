@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mmuemu.kernel.cacheflush import flush_dcache_page
 from mmuemu.kernel.mm_types import (
     PG, PG_readahead, AddressSpace, ClearPage, File, Page, PageTest, SetPage,
     TestClearPage, VM, VmFault, VmFaultReason,
@@ -381,6 +382,7 @@ def generic_perform_write(kern: "Kernel", file: File, pos: int, data: bytes) -> 
         n = min(4096 - off, len(data) - done)
         page = aops.write_begin(kern, mapping, pos + done, n)
         kern.phys.write((page.pfn << 12) + off, data[done:done + n])
+        flush_dcache_page(kern, page)
         mark_page_accessed(kern, page)
         aops.write_end(kern, mapping, pos + done, n, page)
         done += n
@@ -395,6 +397,7 @@ def generic_file_read(kern: "Kernel", file: File, pos: int, count: int) -> bytes
     if pos >= inode.i_size or count <= 0:
         return b""
     count = min(count, inode.i_size - pos)
+    writably_mapped = mapping.i_mmap_writable > 0  # mapping_writably_mapped()
     out = bytearray()
     req_pages = ((pos + count + 4095) >> 12) - (pos >> 12)
     while len(out) < count:
@@ -410,6 +413,8 @@ def generic_file_read(kern: "Kernel", file: File, pos: int, count: int) -> bytes
             ClearPage(page, PG_readahead)
             ondemand_readahead(kern, mapping, file, True, index, req_pages)
         n = min(4096 - off, count - len(out))
+        if writably_mapped:  # user space may have written through an alias
+            flush_dcache_page(kern, page)
         out += kern.phys.read((page.pfn << 12) + off, n)
         mark_page_accessed(kern, page)
         kern.put_page(page)
@@ -440,6 +445,7 @@ def truncate_inode_pages(kern: "Kernel", mapping: AddressSpace, lstart: int) -> 
         if partial is not None:
             off = lstart & 0xFFF
             kern.phys.buf[(partial.pfn << 12) + off:(partial.pfn + 1) << 12] = 0
+            flush_dcache_page(kern, partial)  # zero_user_segment
             mapping.a_ops.invalidatepage(kern, partial, off, 4096 - off)
     unmap_mapping_range(kern, mapping, first)
     while True:

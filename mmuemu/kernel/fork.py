@@ -10,6 +10,7 @@ them in itself, as on Linux.
 """
 from __future__ import annotations
 
+from mmuemu.kernel.cacheflush import flush_cache_dup_mm
 from mmuemu.kernel.swapfile import swap_duplicate, swp_entry
 from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct
 from mmuemu.kernel.memory import vm_normal_page
@@ -95,6 +96,7 @@ def copy_page_range(dst: VmAreaStruct, src: VmAreaStruct) -> int:
 
 def dup_mmap(mm: MmStruct, oldmm: MmStruct) -> int:
     """dup_mmap(): copy every VMA (except VM_DONTCOPY) and its PTEs. Returns 0."""
+    flush_cache_dup_mm(oldmm)
     mm.mmap_base = oldmm.mmap_base
     mm.task_size = oldmm.task_size
     for name in ("start_code", "end_code", "start_data", "end_data", "start_brk", "brk",

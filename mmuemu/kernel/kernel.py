@@ -2,7 +2,7 @@
 
 One :class:`Kernel` per emulated machine owns physical memory, the page
 allocator, mem_map, the zero page, the VFS, the event counters and the link
-to the MMU (``tlb``). mm_structs point back at it, so the fault path reaches
+to the MMU (``tlb``) and the caches (``cacheflush``). mm_structs point back at it, so the fault path reaches
 what it needs through ``vma.vm_mm.kernel`` rather than through globals.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Callable
 
 from mmuemu.config import KernelConfig
+from mmuemu.kernel.cacheflush import CacheFlushArch
 from mmuemu.hw.physmem import PhysMem
 from mmuemu.hw.pte import PteFormat
 from mmuemu.kernel.kobjects import KObjects
@@ -32,13 +33,20 @@ class Kernel:
     """Machine-wide kernel state."""
 
     def __init__(self, config: KernelConfig, phys: PhysMem, fmt: PteFormat,
-                 tlb: TlbFlushOps, root: str = ".") -> None:
+                 tlb: TlbFlushOps, root: str = ".",
+                 cacheflush: CacheFlushArch | None = None) -> None:
         from mmuemu.kernel.fs import Vfs
 
         self.config = config
         self.phys = phys
         self.fmt = fmt
         self.tlb = tlb
+        #: the architecture's cache-flush hooks (asm/cacheflush.h); the
+        #: generic, empty ones unless the machine gives its CPU's
+        self.cacheflush = cacheflush if cacheflush is not None else CacheFlushArch()
+        #: set_pte_at()'s arch hook (arm64 __sync_icache_dcache), or None
+        self.set_pte_hook = self.cacheflush.sync_icache_dcache \
+            if self.cacheflush.sync_on_set_pte else None
         self.kobj = KObjects()
         self.vmstat = VmStat()
         # pfn 0 stays reserved, as the first frame is on real machines.

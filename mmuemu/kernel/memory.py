@@ -26,6 +26,7 @@ from mmuemu.kernel.mm_types import (
     PG, PG_readahead, VM, ClearPage, FaultFlag, FaultKind, MmStruct, Page, PageAnon, PageTest, SetPage,
     VmAreaStruct, VmFault, VmFaultReason, VM_FAULT_ERROR,
 )
+from mmuemu.kernel.cacheflush import copy_user_highpage, flush_cache_page
 from mmuemu.kernel.filemap import set_page_dirty, unlock_page
 from mmuemu.kernel.swap import LRU_ACTIVE_ANON, lru_cache_add
 from mmuemu.kernel.page_alloc import OutOfMemory
@@ -53,18 +54,6 @@ def vm_normal_page(vma: VmAreaStruct, addr: int, pte: int) -> Page | None:
     return kern.pfn_to_page(kern.fmt.pte_pfn(pte))
 
 
-def update_mmu_cache(vma: VmAreaStruct, address: int, pte: int) -> None:
-    """update_mmu_cache(): arch hook after a PTE is set.
-
-    On arm64 this is where an executable page gets its I-cache synchronised
-    (set_pte_at → __sync_icache_dcache); the MMU side decides whether it
-    costs anything.
-    """
-    if vma.vm_flags & VM.EXEC:
-        kern = vma.vm_mm.kernel
-        kern.tlb.flush_icache_page(vma.vm_mm, address, kern.fmt.pte_pfn(pte))
-
-
 def _mk_pte(vma: VmAreaStruct, page_pfn: int, write: bool) -> int:
     fmt = vma.vm_mm.kernel.fmt
     entry = fmt.pfn_pte(page_pfn, vma.vm_page_prot)
@@ -84,7 +73,6 @@ def do_set_pte(vma: VmAreaStruct, address: int, page: Page, pte_pa: int,
         page_add_file_rmap(page, vma)
     set_pte_at(vma.vm_mm, address, pte_pa, entry)
     # no need to invalidate: it was non-present before
-    update_mmu_cache(vma, address, entry)
 
 
 def mm_account_fault(mm: MmStruct, flags: int, ret: int,
@@ -164,7 +152,6 @@ def handle_pte_fault(vmf: VmFault) -> int:
     vmf.kind = FaultKind.SPURIOUS
     if entry != vmf.orig_pte:  # ptep_set_access_flags()
         set_pte_at(mm, vmf.address, vmf.pte_pa, entry)
-        update_mmu_cache(vma, vmf.address, entry)
     else:  # flush_tlb_fix_spurious_fault()
         mm.kernel.tlb.flush_tlb_page(mm, vmf.address)
     return VmFaultReason.NONE
@@ -186,7 +173,6 @@ def do_anonymous_page(vmf: VmFault) -> int:
     if not vmf.flags & FaultFlag.WRITE and kern.config.use_zero_page:
         entry = fmt.pte_mkspecial(fmt.pfn_pte(kern.zero_pfn, vma.vm_page_prot))
         set_pte_at(mm, vmf.address, vmf.pte_pa, entry)
-        update_mmu_cache(vma, vmf.address, entry)
         vmf.kind = FaultKind.ZERO
         return VmFaultReason.NONE
     anon_vma_prepare(vma)
@@ -268,7 +254,7 @@ def do_cow_fault(vmf: VmFault) -> int:
         return ret
     page = vmf.page
     assert page is not None
-    kern.phys.copy_frame(new_page.pfn, page.pfn)  # copy_user_highpage
+    copy_user_highpage(kern, new_page, page)
     SetPage(new_page, PG.uptodate)
     unlock_page(page)
     kern.put_page(page)
@@ -374,7 +360,6 @@ def do_swap_page(vmf: VmFault) -> int:
     if kern.swap.vm_swap_full() or vma.vm_flags & VM.LOCKED:
         try_to_free_swap(kern, page)
     unlock_page(page)
-    update_mmu_cache(vma, vmf.address, entry_pte)
     _update_hiwater_rss(mm)
     if write:  # the page is shared with a swap PTE elsewhere: break COW now
         vmf.orig_pte = entry_pte
@@ -437,10 +422,10 @@ def wp_page_reuse(vmf: VmFault) -> int:
     the old translation only lacked write permission)."""
     vma = vmf.vma
     fmt = vma.vm_mm.kernel.fmt
+    flush_cache_page(vma, vmf.address, fmt.pte_pfn(vmf.orig_pte))
     entry = fmt.pte_mkyoung(vmf.orig_pte)
     entry = fmt.pte_mkwrite(fmt.pte_mkdirty(entry))
     set_pte_at(vma.vm_mm, vmf.address, vmf.pte_pa, entry)
-    update_mmu_cache(vma, vmf.address, entry)
     return VmFaultReason.WRITE
 
 
@@ -495,12 +480,13 @@ def wp_page_copy(vmf: VmFault) -> int:
             raise
         if not was_locked:
             unlock_page(old_page)
-        kern.phys.copy_frame(new_page.pfn, old_page.pfn)  # cow_user_page
+        copy_user_highpage(kern, new_page, old_page)  # __wp_page_copy_user
         kern.vmstat.cow_copies += 1
         vmf.kind = FaultKind.COW
     SetPage(new_page, PG.uptodate)
     if old_page is not None:
         page_remove_rmap(old_page, vma)
+    flush_cache_page(vma, vmf.address, kern.fmt.pte_pfn(vmf.orig_pte))
     ptep_clear_flush(vma, vmf.address, vmf.pte_pa)
     do_set_pte(vma, vmf.address, new_page, vmf.pte_pa, write=True, anon=True)
     if old_page is not None:

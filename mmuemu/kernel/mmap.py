@@ -16,6 +16,7 @@ import errno
 from typing import Optional
 
 from mmuemu.hw.pte import VmProt
+from mmuemu.kernel.cacheflush import tlb_start_vma
 from mmuemu.kernel import vma_tree
 from mmuemu.kernel.interval_tree import (
     anon_vma_interval_tree_insert, anon_vma_interval_tree_remove, vma_interval_tree_insert,
@@ -467,11 +468,14 @@ def zap_pte_range(vma: VmAreaStruct, start: int, end: int) -> list[int]:
 
 
 def unmap_region(mm: MmStruct, vmas: list[VmAreaStruct], start: int, end: int,
-                 floor: int, ceiling: int) -> None:
-    """unmap_region(): unmap_vmas → tlb flush → free pages → free_pgtables."""
+                 floor: int, ceiling: int, fullmm: bool = False) -> None:
+    """unmap_region(): unmap_vmas → tlb flush → free pages → free_pgtables.
+    ``fullmm``: exit_mmap's teardown (tlb_gather_mmu_fullmm: no per-VMA cache flush)."""
     kern = mm.kernel
     batch: list[int] = []
     for vma in vmas:
+        if not fullmm:
+            tlb_start_vma(vma)
         batch += zap_pte_range(vma, max(start, vma.vm_start), min(end, vma.vm_end))
     kern.tlb.flush_tlb_range(mm, start, end)  # tlb_finish_mmu
     from mmuemu.kernel.swap_state import free_pages_and_swap_cache
@@ -606,6 +610,7 @@ def change_protection(vma: VmAreaStruct, start: int, end: int, newprot: int) -> 
     mm = vma.vm_mm
     fmt = mm.kernel.fmt
     try_writable = bool(vma.vm_flags & VM.WRITE) and not vma_wants_writenotify(vma)
+    tlb_start_vma(vma)  # change_protection_range
     changed = 0
     for addr, pte_pa in pte_range(mm, start, end):
         pte = ptep_get(mm, pte_pa)

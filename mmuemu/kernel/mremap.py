@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 
+from mmuemu.kernel.cacheflush import flush_cache_range
 from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct
 from mmuemu.kernel.mmap import (
     do_munmap, find_vma, get_unmapped_area, vm_stat_account, vma_link,
@@ -47,6 +48,7 @@ def move_page_tables(vma: VmAreaStruct, old_addr: int, new_vma: VmAreaStruct, ne
                      length: int) -> int:
     """move_page_tables(): carry every PTE to its new address. Returns PTEs moved."""
     mm = vma.vm_mm
+    flush_cache_range(vma, old_addr, old_addr + length)
     moved: list[tuple[int, int]] = []
     for addr, pte_pa in pte_range(mm, old_addr, old_addr + length):
         pte = ptep_get_and_clear(mm, addr, pte_pa)

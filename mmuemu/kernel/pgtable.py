@@ -77,8 +77,16 @@ def ptep_get(mm: MmStruct, pte_pa: int) -> int:
 
 
 def set_pte_at(mm: MmStruct, addr: int, pte_pa: int, pte: int) -> None:
-    """set_pte_at(): store a PTE (no TLB maintenance: callers decide)."""
-    mm.kernel.phys.u64[pte_pa >> 3] = pte
+    """set_pte_at(): store a PTE (no TLB maintenance: callers decide).
+
+    On arm64 a present user-executable PTE first gets its page's I-cache
+    synchronised (__set_pte_at → __sync_icache_dcache; kernel/cacheflush.py).
+    """
+    kern = mm.kernel
+    hook = kern.set_pte_hook
+    if hook is not None:
+        hook(mm, addr, pte)
+    kern.phys.u64[pte_pa >> 3] = pte
 
 
 def pte_clear(mm: MmStruct, addr: int, pte_pa: int) -> None:

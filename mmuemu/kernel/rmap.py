@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Optional
 if TYPE_CHECKING:
     from mmuemu.kernel.kernel import Kernel
 
+from mmuemu.kernel.cacheflush import flush_cache_page
 from mmuemu.kernel.interval_tree import (
     anon_vma_interval_tree_foreach, anon_vma_interval_tree_insert,
     anon_vma_interval_tree_remove, vma_interval_tree_foreach,
@@ -231,8 +232,9 @@ def page_mkclean(page: Page, kern: "Kernel") -> int:
         if not fmt.pte_present(pte) or fmt.pte_pfn(pte) != page.pfn:
             continue
         if fmt.pte_dirty(pte) or fmt.pte_write(pte):
+            flush_cache_page(vma, addr, page.pfn)
             set_pte_at(vma.vm_mm, addr, pte_pa, fmt.pte_wrprotect(fmt.pte_mkclean(pte)))
-            kern.tlb.flush_tlb_page(vma.vm_mm, addr)  # flush_cache_page + ptep_clear_flush
+            kern.tlb.flush_tlb_page(vma.vm_mm, addr)  # ptep_clear_flush
             cleaned += 1
     return cleaned
 
@@ -366,6 +368,7 @@ def try_to_unmap_one(kern: "Kernel", page: Page, vma: VmAreaStruct, address: int
     if pte_pa is None:
         pte_pa = pte_offset_lookup(vma.vm_mm, address)
         assert pte_pa is not None
+    flush_cache_page(vma, address, page.pfn)
     old = ptep_clear_flush(vma, address, pte_pa)
     if kern.fmt.pte_dirty(old):
         set_page_dirty(kern, page)

@@ -1,4 +1,4 @@
-"""The kernel's view of TLB and cache maintenance (asm/tlbflush.h, asm/cacheflush.h).
+"""The kernel's view of TLB maintenance (asm/tlbflush.h; caches: cacheflush.py).
 
 The kernel model calls these where Linux calls them; the machine supplies an
 implementation that drives the hardware model (and Unicorn's soft TLB).
@@ -23,10 +23,6 @@ class TlbFlushOps(Protocol):
     def flush_tlb_mm(self, mm: MmStruct) -> None:
         """Every translation of ``mm`` is stale (CR3 write / TLBI ASIDE1IS)."""
 
-    def flush_icache_page(self, mm: MmStruct, addr: int, pfn: int) -> None:
-        """An executable page was mapped: make the I-cache coherent
-        (arm64 __sync_icache_dcache; a no-op on x86-64)."""
-
     def clear_flush_young(self, mm: MmStruct, addr: int) -> None:
         """ptep_clear_flush_young(): the PTE's accessed bit was just cleared
         (x86-64: no flush; arm64: TLBI VALE1IS without waiting)."""
@@ -46,9 +42,6 @@ class RecordingFlush:
 
     def flush_tlb_mm(self, mm: MmStruct) -> None:
         self.calls.append(("mm", 0, 0))
-
-    def flush_icache_page(self, mm: MmStruct, addr: int, pfn: int) -> None:
-        self.calls.append(("icache", addr, pfn))
 
     def clear_flush_young(self, mm: MmStruct, addr: int) -> None:
         self.calls.append(("young", addr, addr + 4096))

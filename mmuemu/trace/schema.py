@@ -128,7 +128,8 @@ class TraceHeader:
     argv: tuple[str, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)
     events: tuple[str, ...] = ()
-    cycles: str = "insns: CPI 1 placeholder until the hardware cost model lands"
+    #: how an event's ``cycles`` is computed
+    cycles: str = "insns"
     version: int = SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:

@@ -13,14 +13,16 @@ def test_every_component_by_hand() -> None:
                                  "cost.fault.handler.anon=10", "cost.fault.handler.cow=20",
                                  "cost.fault.handler.file=30", "cost.fault.handler.wp=5",
                                  "cost.syscall=9", "cost.flush.invlpg=13",
-                                 "cost.flush.cr3_write=17"])
+                                 "cost.flush.cr3_write=17", "cost.cache.clflush=19",
+                                 "cost.cache.clwb=23"])
     c = CostCounters(instructions=1000, syscalls=4,
                      faults_by_type={"anon": 3, "cow": 2, "file": 1, "wp": 1, "zero": 0},
                      major_faults=1,
                      tlb=TlbCounts(l1i_hits=50, l1i_misses=5, l1d_hits=80, l1d_misses=20,
                                    l2_hits=15, l2_misses=10),
                      walks=10, walk_mem_refs=25,
-                     flushes={"invlpg": 2, "cr3_write": 1, "flush_all": 9})
+                     flushes={"invlpg": 2, "cr3_write": 1, "flush_all": 9},
+                     cache_insns={"clflush": 3, "clwb": 1, "clflushopt": 0})
     est = estimate(p, c)
     expect = {
         "instructions": 500,
@@ -35,6 +37,7 @@ def test_every_component_by_hand() -> None:
         "major_io": 1000,
         "syscalls": 4 * 9,
         "tlb_flushes": 2 * 13 + 17,  # flush_all is not a Skylake op: no cost
+        "cache_maintenance": 3 * 19 + 23,
     }
     assert dict(est.breakdown) == expect
     assert est.cycles == sum(expect.values())

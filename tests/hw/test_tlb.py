@@ -364,9 +364,6 @@ class ModelFlush:
     def flush_tlb_mm(self, mm: MmStruct) -> None:
         self.flush.flush_tlb_mm(id(mm))
 
-    def flush_icache_page(self, mm: MmStruct, addr: int, pfn: int) -> None:
-        pass
-
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
 def test_munmap_and_mprotect_invalidate(arch: str, tmp_path: Path) -> None:

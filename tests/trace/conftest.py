@@ -50,6 +50,7 @@ GOLDEN_RUNS: dict[str, GoldenRun] = {r.program: r for r in [
     GoldenRun("swap_stress", ("256", "2")),
     GoldenRun("fork_swap", ("64",)),
     GoldenRun("file_heavy", ("fh.dat", "32", "1")),
+    GoldenRun("icache_sync", ("3", "remap")),
 ]}
 
 

@@ -35,8 +35,8 @@ class _TracedMachine(Machine):
     def _stdio(self) -> None:
         super()._stdio()
         tlb = self.tlb
-        for kind in ("page", "range", "mm", "icache"):
-            name = "flush_icache_page" if kind == "icache" else f"flush_tlb_{kind}"
+        for kind in ("page", "range", "mm"):
+            name = f"flush_tlb_{kind}"
             setattr(tlb, name, _flush_hook(getattr(tlb, name), kind))
         self._test_tracer.attach(self, cycles_fn=lambda: self.native.insns)
 
@@ -58,7 +58,7 @@ def _flush_hook(orig: Any, kind: str) -> Any:
     def hook(mm: Any, *a: int) -> None:
         trace = mm.kernel.trace
         if trace is not None:
-            if kind == "page" or kind == "icache":
+            if kind == "page":
                 trace.tlb_flush(mm, kind, a[0], a[0] + 4096)
             elif kind == "range":
                 trace.tlb_flush(mm, kind, a[0], a[1])

@@ -44,6 +44,9 @@ typedef struct mmuemu_uc_tlb_entry {    /* struct uc_tlb_entry */
 #define MMUEMU_LEVELS 4
 #define MMUEMU_NO_PTE UINT64_MAX        /* last_pte_pa when no entry was read */
 #define MMUEMU_COUNT_ERROR UINT32_MAX   /* count_block's "I failed" answer */
+/* count_block's answer for a block it wants to see at every execution (it
+ * holds instructions counted by kind, e.g. cache maintenance): not cached */
+#define MMUEMU_UNCACHED_BLOCK (1u << 31)
 
 typedef uint32_t (*mmuemu_count_block_fn)(uint64_t address, uint32_t size);
 typedef int (*mmuemu_stop_fn)(uc_engine *uc);
@@ -338,7 +341,9 @@ void block_slow(uc_engine *uc, uint64_t address, uint32_t size, struct mmuemu_st
             stop(s, uc);
             return;
         }
-        if (size != EMPTY_SIZE && tab_reserve(s)) {
+        if (n & MMUEMU_UNCACHED_BLOCK)
+            n &= ~MMUEMU_UNCACHED_BLOCK;    /* asked again next time */
+        else if (size != EMPTY_SIZE && tab_reserve(s)) {
             tab_put(s->tab, s->tab_cap, address, size, n);
             s->tab_used++;
         }
@@ -358,7 +363,8 @@ void block_slow(uc_engine *uc, uint64_t address, uint32_t size, struct mmuemu_st
  * mmuemu_block - UC_HOOK_BLOCK callback; @user_data is the state.
  *
  * Adds the block's instruction count (looked up, or asked of count_block
- * once per (address, size)) to insns and blocks.
+ * once per (address, size); at every execution when count_block flagged it
+ * MMUEMU_UNCACHED_BLOCK) to insns and blocks.
  *
  * Instruction limit: when insn_limit != 0 and this block would take insns
  * past it, the block is not counted, limit_hit is set and stop_fn is called.

@@ -103,6 +103,9 @@ class Arm64Pte(PteFormat):
     def pte_special(self, pte: int) -> bool:
         return bool(pte & PTE_SPECIAL)
 
+    def pte_user_exec(self, pte: int) -> bool:
+        return not pte & PTE_UXN
+
     def pte_mkwrite(self, pte: int) -> int:
         pte |= PTE_WRITE
         if pte & PTE_DIRTY:

@@ -90,6 +90,9 @@ class X86_64Pte(PteFormat):
     def pte_special(self, pte: int) -> bool:
         return bool(pte & _PAGE_SPECIAL)
 
+    def pte_user_exec(self, pte: int) -> bool:
+        return bool(pte & _PAGE_USER) and not pte & _PAGE_NX
+
     def pte_mkwrite(self, pte: int) -> int:
         return pte | _PAGE_RW
 
