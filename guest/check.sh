@@ -101,6 +101,8 @@ case_ 0   - file_heavy
 case_ 0   - file_heavy fh.dat 1 1
 case_ 0   - file_heavy fh.dat 33 4
 case_ 2   - compute bogus
+case_ 0   - icache_sync
+case_ 0   - icache_sync 9 remap
 
 [ "$fail" = 0 ] && echo "check: all $total cases match (x86_64 native vs aarch64 $QEMU)" \
                 || echo "check: $fail of $total cases FAILED"
