@@ -130,6 +130,9 @@ def measure(record: RunRecord, cwd: Path, timeout: float, stats_path: Optional[P
             record.status = f"failed: no --stats JSON ({e})"
             return record
         record.emu_seconds = stats.get("wall_seconds")
+        if record.emu_seconds is not None and stats.get("trace_close_seconds"):
+            # a trace's last chunk is written after the guest stopped: count it
+            record.emu_seconds = round(record.emu_seconds + stats["trace_close_seconds"], 6)
         record.instructions = stats.get("instructions")
         faults = stats.get("faults") or {}
         record.faults = faults.get("total")
