@@ -156,7 +156,8 @@ def summary(stats: dict[str, Any], argv: Sequence[str]) -> str:
              f"(mmuemu, {stats['arch']}):\n"]
 
     def row(value: int, name: str, note: str = "") -> None:
-        lines.append(f"{_fmt_count(value):>18}      {name:<22}{('# ' + note) if note else ''}")
+        lines.append(f"{_fmt_count(value):>18}      {name:<22}{('# ' + note) if note else ''}"
+                     .rstrip())
 
     row(stats["instructions"], "instructions")
     row(stats["syscalls"], "syscalls")
