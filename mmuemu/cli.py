@@ -19,6 +19,7 @@ from typing import Any, NoReturn, Sequence
 from mmuemu import __version__
 from mmuemu._types import Arch
 from mmuemu.config import KernelConfig, RunConfig
+from mmuemu.trace.background import TraceWriterError
 from mmuemu.trace.cli import (
     add_run_trace_options, add_trace_commands, run_trace_command, tracer_from_args,
 )
@@ -290,9 +291,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 70  # EX_SOFTWARE
     finally:
         trace_close = time.perf_counter()
+        trace_error = ""
         if tracer is not None:
-            tracer.close()  # the end record, even when the run failed
+            try:
+                tracer.close()  # the end record, even when the run failed
+            except (OSError, TraceWriterError) as e:
+                trace_error = f"--trace {tracer.path}: {getattr(e, 'strerror', None) or e}"
+                print(f"mmuemu: error: {trace_error}", file=sys.stderr)
         trace_close = time.perf_counter() - trace_close
+    if trace_error:
+        return EXIT_USAGE
     sys.stdout.flush()
     if result.message:
         print(result.message, file=sys.stderr)
@@ -301,6 +309,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # the events still waiting are formatted and written here, after the
         # guest stopped: part of what tracing costs (the benchmark adds it)
         stats["trace_close_seconds"] = round(trace_close, 6)
+        stats["trace"] = tracer.stats()
     if args.stats:
         try:
             with open(args.stats, "w") as fh:

@@ -248,10 +248,7 @@ class Machine:
         self._stdio()
         self.tracer = tracer
         if tracer is not None:  # before exec, so exec's own faults are traced
-            cpi = self.profile.cost.base_cpi
-            native = self.native
-            tracer.attach(self, cycles_fn=(lambda: native.insns) if cpi == 1 else
-                          (lambda: round(native.insns * cpi)))
+            tracer.attach(self, cpi=self.profile.cost.base_cpi)
         argv_b = [os.fsencode(a) for a in [path, *argv]]
         argv_b[0] = os.fsencode(path)
         envp = [e.encode() for e in self.rconfig.env]

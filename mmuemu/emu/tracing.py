@@ -10,13 +10,16 @@ the filter are dropped before any of that work.
 
 Faults are the hot path, so recording is split in two. At the event, the
 tracer captures only what can change later, as plain values appended to
-one list: the instruction and cycle counts, the pc and its instruction text
-(from a cache), the PTE's raw value (a later fault, COW, zap or swap-out
-rewrites it) and the VMA's :data:`Placement` (the VMA may be split, grown,
+one list: the instruction count, the pc and its instruction text (from a
+cache), the PTE's raw value (a later fault, COW, zap or swap-out rewrites
+it) and the VMA's :data:`Placement` (the VMA may be split, grown,
 mprotected or unmapped later; placements are remembered per VMA while the
 fields they depend on stay the same). What is a pure function of those
-values, the kind's name, the page index, the outcome and the pfn, is derived
-when a chunk's worth of events is handed to the writer
+values, the cycle estimate, the kind's name, the page index, the outcome
+and the pfn, is derived by a :class:`RecordDeriver` later: by default in
+the writer process (:mod:`mmuemu.trace.background`), which gets the records
+a batch at a time and formats and writes them on another core while the
+run goes on; inline, when a chunk's worth of events is handed to the writer
 (:meth:`FaultTracer._drain`) or when the trace is closed. The bytes are the
 same as deriving everything at the event. The list holds ints, strings and
 placement tuples of those, no object per event and no reference to a kernel
@@ -48,6 +51,8 @@ from mmuemu.kernel.mm_types import VM, FaultKind, MmStruct, VmAreaStruct, VmFaul
 from mmuemu.kernel.mmap import find_vma
 from mmuemu.kernel.pgtable import pte_offset_lookup
 from mmuemu.kernel.sched import TaskStruct
+from mmuemu.trace.background import BackgroundWriter
+from mmuemu.trace.background import supported as background_supported
 from mmuemu.trace.schema import ALL_EVENTS, KINDS, EventFilter, TraceHeader
 from mmuemu.trace.writer import TraceWriter, open_writer, trace_encoding
 
@@ -217,20 +222,20 @@ def vma_place(mm: MmStruct, vma: VmAreaStruct, addr: int, exe_path: str) -> tupl
 #: Records, one per event, until :meth:`FaultTracer._drain` derives the rest; each
 #: is :data:`_RECORD` values appended to one flat list (a tuple per event would be
 #: one more object for the collector to count, and collect the whole heap for).
-#: A fault: _FAULT, insns, cycles, pid, kind, detail, addr, access, user, pc, insn,
+#: A fault: _FAULT, insns, pid, kind, detail, addr, access, user, pc, insn,
 #: signal, major, pte, placement. ``kind`` is the handler's FaultKind value with
 #: its ``detail``, or ``kind`` is the kind's name and ``detail`` None; ``pte`` is
 #: the PTE's raw value (None: no PTE, or a signal). Any other event: _OTHER,
-#: insns, cycles, pid, kind, addr, length, outcome, prot, flags, result, role,
+#: insns, pid, kind, addr, length, outcome, prot, flags, result, role,
 #: page, placement, None, where ``role`` None means "place ``addr`` by
 #: ``placement``".
 _FAULT = 0
 _OTHER = 1
-_RECORD = 15
+_RECORD = 14
 
 _HotState = tuple[list[Any], dict[VmAreaStruct, tuple[VmaSnapshot, Placement]],
                   dict[tuple[int, int], str], Callable[[], int], Callable[[], int],
-                  Optional[Callable[[], int]], Callable[[int], int], int]
+                  Callable[[int], int], int]
 
 
 def insns_reader(native: Any) -> Callable[[], int]:
@@ -253,120 +258,40 @@ def insns_reader(native: Any) -> Callable[[], int]:
     return prop
 
 
-class FaultTracer:
-    """A :class:`TraceSink` writing enriched events to a trace file.
+class RecordDeriver:
+    """Derives the rest of each waiting record's fields: rows for a writer.
 
-    Events are recorded (see the module docstring) and written a chunk at a
-    time: when :attr:`TraceWriter.chunk_events` of them are waiting, and at
-    :meth:`close`. So at most one chunk is held in memory, and a trace of
-    fewer events is formatted and packed by :meth:`close`, after the run.
-
-    Args:
-        path: the trace file; ``.jsonl`` or ``.mmtrace`` (checked, and the file
-            created, at once, so a bad path fails before the run).
-        events: which kinds to keep.
-        argv: the guest arguments after the program, for the header.
+    The kind's name, the page index, the outcome and the pfn are pure
+    functions of what the record holds, so this runs wherever the trace is
+    written (in the emulator, or in the writer process after the records
+    crossed a pipe) and gives the same rows. ``seq`` numbers the events
+    across calls.
     """
 
-    def __init__(self, path: str | os.PathLike[str], events: EventFilter = ALL_EVENTS,
-                 argv: Sequence[str] = ()) -> None:
-        self.path = os.fspath(path)
-        trace_encoding(self.path)
-        open(self.path, "wb").close()
-        self.events = events
-        self.argv = tuple(argv)
-        self._writer: Optional[TraceWriter] = None
-        #: records not yet written, flat (see _RECORD); one list for the tracer's life
-        self._pending: list[Any] = []
-        #: events written (the sequence number of the first record waiting)
-        self._written = 0
-        #: every fault kind is kept, so a fault's kind can be named later
-        self._all_faults = FAULT_KINDS <= events.kinds
-        #: (mm context id, pc) → instruction text
-        self._disasm: dict[tuple[int, int], str] = {}
-        #: VMA → (its snapshot, its placement) as last seen
-        self._vmas: dict[VmAreaStruct, tuple[VmaSnapshot, Placement]] = {}
-        self._exited: set[int] = set()
-        #: set by attach(), None before and after close(): see attach()
-        self._hot: Optional[_HotState] = None
+    def __init__(self, arch: str, pte_present: Callable[[int], bool],
+                 pte_pfn: Callable[[int], int], cpi: float = 1) -> None:
+        self.arch = arch
+        #: cycles = round(insns * cpi): the trace's cycle column (see the header)
+        self.cpi = cpi
+        self.pte_present = pte_present
+        self.pte_pfn = pte_pfn
+        #: the sequence number of the next event
+        self.seq = 0
 
-    # --- wiring ---------------------------------------------------------------------
-    def attach(self, machine: "Machine", cycles_fn: Optional[Callable[[], int]] = None) -> None:
-        """Start tracing ``machine`` (before exec): write the header, become kern.trace.
-
-        ``cycles_fn`` gives the cycle estimate at an event; without one it is
-        the instruction count (CPI 1) until the hardware cost model exists.
-        """
-        self._machine = machine
-        self._insns = insns_reader(machine.native)
-        #: None: the cycle estimate is the instruction count (CPI 1)
-        self._cycles: Optional[Callable[[], int]] = cycles_fn
-        self._arch = machine.spec.name
-        self._read_pc = pc_reader(machine.uc, machine.regs[machine.spec.pc_reg])
-        self._exe = os.path.realpath(machine.path)
-        self._fmt = machine.kern.fmt
-        self._phys = machine.phys
-        self._pte_word = _word_reader(machine.phys)
-        self._cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64) \
-            if machine.spec.arch is Arch.X86_64 else \
-            capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
-        profile = machine.profile
-        header = TraceHeader(arch=self._arch, program=os.path.basename(machine.path),
-                             argv=self.argv, config=machine.kconfig.as_dict(),
-                             events=self.events.names(),
-                             cycles=f"insns x cost.base_cpi {profile.cost.base_cpi:g} "
-                                    f"(profile {profile.name}); the full estimate, with "
-                                    f"TLB, walks, faults and flushes, is in --stats")
-        self._writer = open_writer(self.path, header)
-        #: what the fault path reads, in one attribute: the records, the placements,
-        #: the disassembly cache, the readers, and the chunk size in list items
-        self._hot = (self._pending, self._vmas, self._disasm, self._read_pc, self._insns,
-                     self._cycles, self._pte_word, max(1, self._writer.chunk_events) * _RECORD)
-        machine.kern.trace = self
-
-    def close(self) -> None:
-        """Write the waiting events and the end record; later events are dropped."""
-        if self._writer is not None:
-            try:
-                self._drain()
-            finally:
-                self._hot = None
-                self._pending.clear()
-                self._vmas.clear()
-                self._writer.close()
-                self._writer = None
-
-    def __enter__(self) -> "FaultTracer":
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    @property
-    def n_events(self) -> int:
-        """Events recorded so far (written, or waiting for the next chunk or close)."""
-        return self._written + len(self._pending) // _RECORD
-
-    # --- records → rows ------------------------------------------------------------
-    def _drain(self) -> None:
-        """Derive the waiting records' other fields and hand them to the writer."""
-        recs = self._pending
-        w = self._writer
-        if not recs or w is None:
-            return
-        seq = self._written
-        self._written += len(recs) // _RECORD
-        arch = self._arch
-        present, pte_pfn = self._fmt.pte_present, self._fmt.pte_pfn
-        out: list[Any] = []  # flat, like the records (see TraceWriter.write_flat)
+    def rows(self, recs: Sequence[Any]) -> list[Any]:
+        """``recs`` (flat, :data:`_RECORD` values each) as rows, flat, in
+        ``schema.FIELDS`` order (see :meth:`TraceWriter.write_flat`)."""
+        seq = self.seq
+        arch, cpi = self.arch, self.cpi
+        present, pte_pfn = self.pte_present, self.pte_pfn
+        out: list[Any] = []
         last_kind: Optional[str] = None
         last_detail: Optional[str] = None
         last_name = ""
         it = iter(recs)
         for rec in zip(*(it,) * _RECORD):
             if rec[0] == _FAULT:
-                (_, insns, cycles, pid, kind, detail, addr, access, user, pc, insn, signal,
+                (_, insns, pid, kind, detail, addr, access, user, pc, insn, signal,
                  major, pte, pl) = rec
                 if detail is None:
                     name = kind
@@ -388,18 +313,202 @@ class FaultTracer:
                     role, page = place(pl, addr)
                 else:
                     role, page = pl[0], (addr - pl[1]) >> 12
-                out += (seq, insns, cycles, pid, arch, name, addr, 0, access, user, role, page,
+                out += (seq, insns, insns if cpi == 1 else round(insns * cpi), pid, arch, name,
+                        addr, 0, access, user, role, page,
                         pc, insn, outcome, pfn, 0, 0, signal)
             else:
-                (_, insns, cycles, pid, name, addr, length, outcome, prot, flags, result, role,
+                (_, insns, pid, name, addr, length, outcome, prot, flags, result, role,
                  page, pl, _) = rec
                 if role is None:
                     role, page = place(pl, addr)
-                out += (seq, insns, cycles, pid, arch, name, addr, length, "", False, role,
+                out += (seq, insns, insns if cpi == 1 else round(insns * cpi), pid, arch, name,
+                        addr, length, "", False, role,
                         page, None, "", outcome, None, prot, flags, result)
             seq += 1
+        self.seq = seq
+        return out
+
+
+class _DerivingSink:
+    """The writer process's end: records in, rows to a trace writer, out to the file."""
+
+    def __init__(self, writer: TraceWriter, deriver: RecordDeriver) -> None:
+        self.writer = writer
+        self.deriver = deriver
+
+    def consume(self, batch: list[Any]) -> None:
+        self.writer.write_flat(self.deriver.rows(batch))
+
+    def finish(self) -> dict[str, Any]:
+        self.writer.close()
+        return {"events": self.writer.n_events}
+
+    def abandon(self) -> None:
+        self.writer.abandon()
+
+
+def _deriving_sink(setup: tuple[str, TraceHeader, str, Any, float]) -> _DerivingSink:
+    """The writer process's sink, from what :meth:`FaultTracer.attach` sends:
+    the trace path, its header, the architecture, the PTE format and the CPI."""
+    path, header, arch, fmt, cpi = setup
+    return _DerivingSink(open_writer(path, header),
+                         RecordDeriver(arch, fmt.pte_present, fmt.pte_pfn, cpi))
+
+
+#: Events per batch sent to the writer process: small enough that the process
+#: keeps up during the run, large enough that a send costs little per event.
+BACKGROUND_BATCH_EVENTS = 1024
+
+
+class FaultTracer:
+    """A :class:`TraceSink` writing enriched events to a trace file.
+
+    Events are recorded (see the module docstring) and handed over in
+    batches. In the background (the default where the platform can fork), a
+    :class:`~mmuemu.trace.background.BackgroundWriter` child derives, formats
+    and writes them while the run goes on, and :meth:`close` waits for it to
+    finish the last batch. Inline, batches are a writer chunk
+    (:attr:`TraceWriter.chunk_events`) and are derived and written here, so a
+    trace of fewer events is formatted and packed by :meth:`close`, after the
+    run. Either way at most one chunk is held in memory, and the bytes are
+    the same.
+
+    Args:
+        path: the trace file; ``.jsonl`` or ``.mmtrace`` (checked, and the file
+            created, at once, so a bad path fails before the run).
+        events: which kinds to keep.
+        argv: the guest arguments after the program, for the header.
+        background: write in a child process (None: where the platform can).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], events: EventFilter = ALL_EVENTS,
+                 argv: Sequence[str] = (), background: Optional[bool] = None) -> None:
+        self.path = os.fspath(path)
+        trace_encoding(self.path)
+        open(self.path, "wb").close()
+        self.events = events
+        self.argv = tuple(argv)
+        self.background = background_supported() if background is None else background
+        self._writer: Optional[TraceWriter] = None
+        self._deriver: Optional[RecordDeriver] = None
+        self._finished_background: Optional[BackgroundWriter] = None
+        #: forked now, before the machine exists (see BackgroundWriter)
+        self._background: Optional[BackgroundWriter] = \
+            BackgroundWriter(_deriving_sink) if self.background else None
+        #: what the writer reported at close (see stats())
+        self._writer_info: dict[str, Any] = {}
+        #: records not yet written, flat (see _RECORD); one list for the tracer's life
+        self._pending: list[Any] = []
+        #: events written (the sequence number of the first record waiting)
+        self._written = 0
+        #: every fault kind is kept, so a fault's kind can be named later
+        self._all_faults = FAULT_KINDS <= events.kinds
+        #: (mm context id, pc) → instruction text
+        self._disasm: dict[tuple[int, int], str] = {}
+        #: VMA → (its snapshot, its placement) as last seen
+        self._vmas: dict[VmAreaStruct, tuple[VmaSnapshot, Placement]] = {}
+        self._exited: set[int] = set()
+        #: set by attach(), None before and after close(): see attach()
+        self._hot: Optional[_HotState] = None
+
+    # --- wiring ---------------------------------------------------------------------
+    def attach(self, machine: "Machine", cpi: float = 1) -> None:
+        """Start tracing ``machine`` (before exec): write the header, become kern.trace.
+
+        An event's ``cycles`` is its instruction count times ``cpi`` (the
+        profile's base CPI), rounded; worked out when the event is written.
+        """
+        self._machine = machine
+        self._insns = insns_reader(machine.native)
+        self._cpi = cpi
+        self._arch = machine.spec.name
+        self._read_pc = pc_reader(machine.uc, machine.regs[machine.spec.pc_reg])
+        self._exe = os.path.realpath(machine.path)
+        self._fmt = machine.kern.fmt
+        self._phys = machine.phys
+        self._pte_word = _word_reader(machine.phys)
+        self._cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64) \
+            if machine.spec.arch is Arch.X86_64 else \
+            capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
+        profile = machine.profile
+        header = TraceHeader(arch=self._arch, program=os.path.basename(machine.path),
+                             argv=self.argv, config=machine.kconfig.as_dict(),
+                             events=self.events.names(),
+                             cycles=f"insns x cost.base_cpi {profile.cost.base_cpi:g} "
+                                    f"(profile {profile.name}); the full estimate, with "
+                                    f"TLB, walks, faults and flushes, is in --stats")
+        fmt, path, arch = self._fmt, self.path, self._arch
+        if self._background is not None:
+            self._background.start((path, header, arch, fmt, cpi))
+            batch = BACKGROUND_BATCH_EVENTS
+        else:
+            self._writer = open_writer(path, header)
+            self._deriver = RecordDeriver(arch, fmt.pte_present, fmt.pte_pfn, cpi)
+            batch = max(1, self._writer.chunk_events)
+        #: what the fault path reads, in one attribute: the records, the placements,
+        #: the disassembly cache, the readers, and the batch size in list items
+        self._hot = (self._pending, self._vmas, self._disasm, self._read_pc, self._insns,
+                     self._pte_word, batch * _RECORD)
+        machine.kern.trace = self
+
+    def close(self) -> None:
+        """Write the waiting events and the end record; later events are dropped.
+
+        Raises TraceWriterError if the writer process failed, OSError if the
+        inline writer did.
+        """
+        if self._writer is None and self._background is None:
+            return
+        try:
+            self._drain()
+        finally:
+            self._hot = None
+            self._pending.clear()
+            self._vmas.clear()
+            background, self._background = self._background, None
+            writer, self._writer = self._writer, None
+            if background is not None:
+                # kept: the process may still be exiting, and is reaped when this goes
+                self._finished_background = background
+                self._writer_info = {"writer": "process", "events": self._written,
+                                     **background.close()}
+            elif writer is not None:
+                writer.close()
+                self._writer_info = {"writer": "inline", "events": self._written}
+
+    def stats(self) -> dict[str, Any]:
+        """How the trace was written: ``writer`` (``process`` or ``inline``),
+        ``events``, and for a writer process its own ``cpu_seconds``."""
+        return dict(self._writer_info) if self._writer_info else \
+            {"writer": "process" if self.background else "inline", "events": self.n_events}
+
+    def __enter__(self) -> "FaultTracer":
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def n_events(self) -> int:
+        """Events recorded so far (written, or waiting for the next chunk or close)."""
+        return self._written + len(self._pending) // _RECORD
+
+    # --- records → the writer --------------------------------------------------------
+    def _drain(self) -> None:
+        """Hand the waiting records over: to the writer process as they are, or
+        (inline) derived into rows and straight to the writer."""
+        recs = self._pending
+        if not recs:
+            return
+        if self._background is not None:
+            self._background.send(recs)
+        elif self._writer is not None and self._deriver is not None:
+            self._writer.write_flat(self._deriver.rows(recs))
+        else:
+            return
+        self._written += len(recs) // _RECORD
         recs.clear()
-        w.write_flat(out)
 
     # --- helpers --------------------------------------------------------------------
     def _placement(self, mm: MmStruct, vma: Optional[VmAreaStruct],
@@ -429,10 +538,8 @@ class FaultTracer:
         """Record a non-fault event; ``role`` None places ``addr`` by ``placement``."""
         if self._hot is None:
             return
-        pending, _, _, _, insns_fn, cycles_fn, _, batch = self._hot
-        insns = insns_fn()
-        cycles = insns if cycles_fn is None else cycles_fn()
-        pending += (_OTHER, insns, cycles, task.pid, kind, addr, length, outcome, prot, flags,
+        pending, _, _, _, insns_fn, _, batch = self._hot
+        pending += (_OTHER, insns_fn(), task.pid, kind, addr, length, outcome, prot, flags,
                     result, role, page, placement, None)
         if len(pending) >= batch:
             self._drain()
@@ -500,7 +607,7 @@ class FaultTracer:
             kind, detail = fault_kind(vmf), None
             if kind not in self.events.kinds:
                 return
-        pending, vmas, disasm, read_pc, insns_fn, cycles_fn, pte_word, batch = hot
+        pending, vmas, disasm, read_pc, insns_fn, pte_word, batch = hot
         mm = task.mm
         pte: Optional[int] = None
         if not signal:
@@ -520,9 +627,7 @@ class FaultTracer:
         if user:
             pc = read_pc()
             insn = disasm.get((mm.context_id, pc)) or self._insn(mm, pc)
-        insns = insns_fn()
-        cycles = insns if cycles_fn is None else cycles_fn()
-        pending += (_FAULT, insns, cycles, task.pid, kind, detail, address, access, user, pc,
+        pending += (_FAULT, insns_fn(), task.pid, kind, detail, address, access, user, pc,
                     insn, signal, major, pte, pl)
         if len(pending) >= batch:
             self._drain()
@@ -561,7 +666,7 @@ class FaultTracer:
         name = _FLUSH_KINDS.get(kind, "flush.tlb_mm")
         if hot is None or name not in self.events.kinds:
             return
-        pending, vmas, _, _, insns_fn, cycles_fn, _, batch = hot
+        pending, vmas, _, _, insns_fn, _, batch = hot
         running: TaskStruct = self._machine.task
         task = running if running.mm is mm else self._owner(mm)
         role: Optional[str] = ""
@@ -575,9 +680,7 @@ class FaultTracer:
                 ent = vmas.get(vma)
                 pl = ent[1] if ent is not None and ent[0] == snap else \
                     self._new_placement(vma, snap)
-        insns = insns_fn()
-        cycles = insns if cycles_fn is None else cycles_fn()
-        pending += (_OTHER, insns, cycles, task.pid, name, start, max(0, end - start), "", 0, 0,
+        pending += (_OTHER, insns_fn(), task.pid, name, start, max(0, end - start), "", 0, 0,
                     0, role, -1, pl, None)
         if len(pending) >= batch:
             self._drain()

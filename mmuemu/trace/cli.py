@@ -3,7 +3,7 @@
 :func:`add_trace_commands` adds the ``trace`` command to the top-level
 subparsers; :func:`run_trace_command` runs whichever subcommand was chosen.
 :func:`add_run_trace_options` and :func:`tracer_from_args` give ``mmuemu
-run`` its ``--trace FILE`` and ``--trace-events LIST``. Heavy modules are
+run`` its ``--trace FILE``, ``--trace-events LIST`` and ``--trace-writer``. Heavy modules are
 imported only when a command runs, so ``mmuemu run`` starts as fast as before.
 
 Exit status: ``diff`` 0 equivalent, 1 different; every command 2 on an
@@ -41,6 +41,10 @@ def add_run_trace_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--trace-events", metavar="LIST", default="all",
                      help="events to trace: all (default), groups fault,tlb,flush,mm,task,"
                           "reclaim, kinds such as fault.cow or mmap; -NAME removes")
+    run.add_argument("--trace-writer", choices=("process", "inline"), default="process",
+                     help="format and write the trace in a child process, next to the "
+                          "emulator (default), or inline, in the emulator's own process; "
+                          "the trace is the same bytes either way")
 
 
 def tracer_from_args(args: argparse.Namespace) -> Optional["FaultTracer"]:
@@ -56,7 +60,9 @@ def tracer_from_args(args: argparse.Namespace) -> Optional["FaultTracer"]:
     from mmuemu.trace.schema import EventFilter
     events = EventFilter.parse(args.trace_events)
     try:
-        return FaultTracer(args.trace, events, argv=list(getattr(args, "guest_args", [])))
+        background = None if getattr(args, "trace_writer", "process") == "process" else False
+        return FaultTracer(args.trace, events, argv=list(getattr(args, "guest_args", [])),
+                           background=background)
     except OSError as e:
         raise ValueError(f"--trace {args.trace}: {e.strerror}") from None
 

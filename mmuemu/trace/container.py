@@ -31,7 +31,7 @@ FOOTER_MAGIC = b"MTEN"
 FOOTER = struct.Struct("<4sQII")
 FOOTER_BODY = struct.Struct("<QI")
 #: Events per chunk the writer aims for; readers accept any size up to MAX_CHUNK_EVENTS.
-CHUNK_EVENTS = 1 << 15
+CHUNK_EVENTS = 1 << 12
 MAX_CHUNK_EVENTS = 1 << 22
 MAX_HEADER_BYTES = 1 << 24
 ZLIB_LEVEL = 1

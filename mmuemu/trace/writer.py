@@ -44,6 +44,10 @@ class TraceWriter(Protocol):
     def close(self) -> None:
         """Write the end record and close the file (idempotent)."""
 
+    def abandon(self) -> None:
+        """Close the file without the end record: the run that fed it did not
+        finish, and readers will say the trace is truncated (idempotent)."""
+
 
 def trace_encoding(path: str | os.PathLike[str]) -> str:
     """``"jsonl"`` or ``"binary"`` from the suffix; ValueError for anything else."""
@@ -156,6 +160,11 @@ class JsonlWriter(_Closing):
             self._fh.close()
             self._fh = None
 
+    def abandon(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
 
 class BinaryWriter(_Closing):
     """Column chunks of :data:`container.CHUNK_EVENTS` events, zlib-compressed."""
@@ -211,5 +220,11 @@ class BinaryWriter(_Closing):
         if self._fh is not None:
             self._flush()
             self._fh.write(container.pack_footer(self.n_events, self.n_chunks))
+            self._fh.close()
+            self._fh = None
+
+    def abandon(self) -> None:
+        if self._fh is not None:
+            self._flush()
             self._fh.close()
             self._fh = None

@@ -38,7 +38,7 @@ class _TracedMachine(Machine):
         for kind in ("page", "range", "mm"):
             name = f"flush_tlb_{kind}"
             setattr(tlb, name, _flush_hook(getattr(tlb, name), kind))
-        self._test_tracer.attach(self, cycles_fn=lambda: self.native.insns)
+        self._test_tracer.attach(self)
 
     def fork_context(self, child: Any) -> None:
         self._test_tracer.fork(self.task, child)

@@ -42,8 +42,8 @@ class EagerTracer(FaultTracer):
         #: seq → the derived fields as seen at the event
         self.expected: dict[int, dict[str, Any]] = {}
 
-    def attach(self, machine: "Machine", cycles_fn: Any = None) -> None:
-        super().attach(machine, cycles_fn)
+    def attach(self, machine: "Machine", cpi: float = 1) -> None:
+        super().attach(machine, cpi)
         assert self._hot is not None
         self._hot = (*self._hot[:-1], self.drain_every * _RECORD)  # the chunk, in list items
 

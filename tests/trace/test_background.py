@@ -1,0 +1,147 @@
+"""The trace writer process: the same bytes as writing inline, and failures reported.
+
+:class:`FaultTracer` hands its records to a forked child by default. These
+tests run the same guests with the writer in the child and inline and
+compare the files byte for byte (across several batches and chunk
+boundaries), and check that a child that fails, or a writer dropped without
+``close()``, ends the way the module promises.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mmuemu.config import RunConfig
+from mmuemu.emu.machine import Machine
+from mmuemu.emu.tracing import BACKGROUND_BATCH_EVENTS, FaultTracer
+from mmuemu.trace import read_all
+from mmuemu.trace.background import BackgroundWriter, TraceWriterError
+from mmuemu.trace.container import CHUNK_EVENTS
+from tests.conftest import ARCHES
+from tests.trace.harness import guest_path
+
+#: more events than a chunk and than several batches, so both boundaries are crossed
+PAGES = CHUNK_EVENTS + BACKGROUND_BATCH_EVENTS + 300
+
+
+def _traced_run(arch: str, program: str, args: list[str], out: Path, root: Path,
+                background: bool) -> FaultTracer:
+    with FaultTracer(out, argv=args, background=background) as tracer:
+        m = Machine(guest_path(arch, program), args, rconfig=RunConfig(root=str(root)),
+                    tracer=tracer)
+        m.run()
+    return tracer
+
+
+@pytest.mark.parametrize("suffix", [".mmtrace", ".jsonl"])
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_writer_process_writes_the_bytes_of_an_inline_writer(
+        tmp_path: Path, arch: str, suffix: str) -> None:
+    args = [str(PAGES)]
+    bg, inline = tmp_path / f"bg{suffix}", tmp_path / f"inline{suffix}"
+    t_bg = _traced_run(arch, "anon_touch", args, bg, tmp_path, background=True)
+    t_in = _traced_run(arch, "anon_touch", args, inline, tmp_path, background=False)
+    assert bg.read_bytes() == inline.read_bytes()
+    _, events = read_all(bg)
+    # every page of the array faults once, plus exec's and the program's own
+    assert sum(e.kind == "fault.anon" for e in events) >= PAGES
+    assert t_bg.stats()["writer"] == "process" and t_in.stats()["writer"] == "inline"
+    assert t_bg.stats()["events"] == t_in.stats()["events"] == len(events)
+    assert t_bg.stats()["cpu_seconds"] > 0
+
+
+class _RecordingSink:
+    """Writes what happens to it to a file, one word per line."""
+
+    def __init__(self, setup: Any) -> None:
+        self.path, self.fail_on = setup
+        self.n = 0
+        self._note("start")
+
+    def _note(self, word: str) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(word + "\n")
+
+    def consume(self, batch: list[Any]) -> None:
+        if batch == self.fail_on:
+            raise ValueError(f"cannot take {batch!r}")
+        self.n += len(batch)
+        self._note(f"batch {len(batch)}")
+
+    def finish(self) -> dict[str, Any]:
+        self._note("finish")
+        return {"events": self.n}
+
+    def abandon(self) -> None:
+        self._note("abandon")
+
+
+def test_batches_arrive_in_order_and_finish_reports(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    w = BackgroundWriter(_RecordingSink)
+    w.start((str(log), None))
+    for n in (1, 5, 3):
+        w.send(list(range(n)))
+    info = w.close()
+    assert info["events"] == 9 and info["cpu_seconds"] >= 0
+    assert log.read_text().split("\n") == ["start", "batch 1", "batch 5", "batch 3", "finish",
+                                           ""]
+    assert w.close() == info  # idempotent
+
+
+def test_a_failing_sink_is_one_line_at_close(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    w = BackgroundWriter(_RecordingSink)
+    w.start((str(log), ["bad"]))
+    w.send([1])
+    w.send(["bad"])
+    for _ in range(50):  # the child has gone: sending must not raise
+        w.send([2] * 10000)
+    with pytest.raises(TraceWriterError) as e:
+        w.close()
+    assert "cannot take ['bad']" in str(e.value) and "\n" not in str(e.value)
+    assert log.read_text().split()[-1] == "abandon"
+
+
+def test_a_writer_dropped_without_close_abandons_its_output(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    w = BackgroundWriter(_RecordingSink)
+    w.start((str(log), None))
+    w.send([1, 2])
+    del w
+    gc.collect()  # the finalizer closes the pipe and waits for the child
+    assert log.read_text().split("\n") == ["start", "batch 2", "abandon", ""]
+
+
+def test_a_trace_the_writer_process_cannot_open_fails_at_close(tmp_path: Path) -> None:
+    where = tmp_path / "gone"
+    where.mkdir()
+    tracer = FaultTracer(where / "t.mmtrace", argv=["1"], background=True)
+    shutil.rmtree(where)  # the child opens the file only when the run starts
+    Machine(guest_path("x86_64", "anon_touch"), ["1"], rconfig=RunConfig(root=str(tmp_path)),
+            tracer=tracer).run()
+    with pytest.raises(TraceWriterError) as e:
+        tracer.close()
+    assert "No such file or directory" in str(e.value)
+
+
+def test_the_cli_reports_the_writer(tmp_path: Path) -> None:
+    stats = {}
+    for writer in ("process", "inline"):
+        out, st = tmp_path / f"{writer}.jsonl", tmp_path / f"{writer}.json"
+        r = subprocess.run([sys.executable, "-m", "mmuemu", "run", "-q", "--trace", str(out),
+                            "--trace-writer", writer, "--stats", str(st),
+                            guest_path("aarch64", "anon_touch"), "40"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert r.returncode == 0, r.stderr
+        stats[writer] = json.loads(st.read_text())["trace"]
+        assert stats[writer]["writer"] == writer
+    assert stats["process"]["events"] == stats["inline"]["events"] > 40
+    assert (tmp_path / "process.jsonl").read_bytes() == (tmp_path / "inline.jsonl").read_bytes()
