@@ -358,6 +358,12 @@ def get_scan_count(kern: "Kernel", sc: ScanControl) -> dict[str, int]:
     file = lv.size(LRU_ACTIVE_FILE) + lv.size(LRU_INACTIVE_FILE)
     if not sc.may_swap or kern.swap.nr_swap_pages <= 0:
         balance = SCAN_FILE
+    elif sc.priority == 0 and swappiness:
+        # the last pass before giving up: no balancing cleverness, scan every
+        # list whole (Linux 3.9, "mm: vmscan: clarify LRU balancing close to
+        # OOM"). Without it, an inactive file list longer than the active one
+        # keeps anon unscanned and the OOM killer runs with swap to spare.
+        balance = SCAN_EQUAL
     elif file + zone_page_state_free(kern) <= kern.wmark.high:
         balance = SCAN_ANON  # too little page cache left to matter
     elif not inactive_file_is_low(kern):

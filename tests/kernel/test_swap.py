@@ -457,3 +457,58 @@ def test_proc_files_show_swap(arch: str, tmp_path: Path) -> None:
     total = kern.swap.total_swap_pages * 4
     assert f"SwapTotal:      {total:>8} kB" in meminfo
     assert f"SwapFree:       {total - 8:>8} kB" in meminfo
+
+
+def _file_heavy_inactive_list(arch: str, tmp_path: Path, swappiness: int = 60) -> KernelRig:
+    """Anon pages all active, every file page inactive and mapped executable and
+    referenced (so reclaim activates it), free pages above the high watermark
+    once file pages count: the state where get_scan_count's "enough inactive
+    file" rule keeps anon unscanned at every priority but the last."""
+    rig = _rig(arch, tmp_path, mem=1 << 20, swappiness=swappiness)
+    kern, task = rig.kern, rig.task
+    (tmp_path / "text.dat").write_bytes(bytes(64 * PAGE))
+    vfs = kern.vfs
+    f = vfs.open_file(vfs.host_inode(str(tmp_path / "text.dat")), 0, "text.dat")
+    text = do_mmap(task.mm, f, 0, 64 * PAGE, 5, MAP_PRIVATE, 0)  # PROT_READ|PROT_EXEC
+    for i in range(64):
+        copy_from_user(task, text + i * PAGE, 8)
+    anon = do_mmap(task.mm, None, 0, 150 * PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS, 0)
+    for i in range(150):
+        copy_to_user(task, anon + i * PAGE, _stamp(3, i))
+    lv = kern.lruvec
+    assert lv.size("inactive_file") >= lv.size("active_file")  # not inactive_file_is_low
+    assert lv.size("inactive_file") + kern.buddy.stats.nr_free_pages > kern.wmark.high
+    return rig
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_last_reclaim_pass_scans_every_list_whole(arch: str, tmp_path: Path) -> None:
+    """Linux 3.9+ get_scan_count: at priority 0 with swappiness > 0 there is no
+    balancing (SCAN_EQUAL): each evictable list is scanned whole. Above
+    priority 0 the inactive file list alone is scanned in this state."""
+    from mmuemu.kernel.vmscan import ScanControl as SC, get_scan_count, try_to_free_pages
+    rig = _file_heavy_inactive_list(arch, tmp_path)
+    kern = rig.kern
+    lv = kern.lruvec
+    sizes = {lru: lv.size(lru) for lru in ("inactive_anon", "active_anon", "inactive_file",
+                                          "active_file")}
+    assert get_scan_count(kern, SC(nr_to_reclaim=32, priority=0)) == sizes
+    for priority in (1, 6, 12):
+        nr = get_scan_count(kern, SC(nr_to_reclaim=32, priority=priority))
+        assert nr["inactive_anon"] == nr["active_anon"] == 0
+        assert nr["inactive_file"] == sizes["inactive_file"] >> priority
+    # so direct reclaim from here swaps anon out instead of giving up on it
+    assert try_to_free_pages(kern) > 0
+    assert kern.vmstat.pswpout > 0
+    _check_all(rig, [rig.task.mm])
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_swappiness_zero_keeps_the_last_pass_balanced(arch: str, tmp_path: Path) -> None:
+    """With vm.swappiness 0 the priority-0 pass keeps the usual rules: here,
+    the inactive file list only."""
+    from mmuemu.kernel.vmscan import ScanControl as SC, get_scan_count
+    rig = _file_heavy_inactive_list(arch, tmp_path, swappiness=0)
+    nr = get_scan_count(rig.kern, SC(nr_to_reclaim=32, priority=0))
+    assert nr["inactive_anon"] == nr["active_anon"] == 0
+    assert nr["inactive_file"] == rig.kern.lruvec.size("inactive_file")
