@@ -36,6 +36,7 @@ from mmuemu.config import KernelConfig, RunConfig
 from mmuemu.emu.cpu import CPUS
 from mmuemu.emu.exact import ExactMmu, TlbMaintenance, hw_stats
 from mmuemu.emu.fault_address import effective_address
+from mmuemu.emu.interrupt import InterruptWatcher
 from mmuemu.emu.native import UNCACHED_BLOCK, NativeFastPath, hook_add_native
 from mmuemu.emu.raw import RawMapper
 from mmuemu.hw.cache import CacheMaintenance
@@ -674,80 +675,90 @@ class Machine:
         time_limit = self.rconfig.time_limit
         start = time.perf_counter()
         stop_reason = "exit"
-        while True:
-            nxt = self._pick_next()
-            if nxt is None:
-                break
-            self._switch_to(nxt)
-            task = self.task
-            self._slice_stop = None
-            self._quantum_expired = False
-            self._pending_signal = 0
-            self._pending_message = ""
-            limit = user_limit
-            if self._live_tasks() > 1:
-                slice_end = self.native.insns + quantum
-                limit = min(limit, slice_end) if limit else slice_end
-            self.native.set_insn_limit(limit)
-            timeout_us = 0
-            if time_limit:
-                left = time_limit - (time.perf_counter() - start)
-                if left <= 0:
+        interrupt = InterruptWatcher(uc.emu_stop).__enter__()
+        try:
+            while True:
+                nxt = self._pick_next()
+                if nxt is None:
+                    break
+                self._switch_to(nxt)
+                task = self.task
+                self._slice_stop = None
+                self._quantum_expired = False
+                self._pending_signal = 0
+                self._pending_message = ""
+                limit = user_limit
+                if self._live_tasks() > 1:
+                    slice_end = self.native.insns + quantum
+                    limit = min(limit, slice_end) if limit else slice_end
+                self.native.set_insn_limit(limit)
+                timeout_us = 0
+                if time_limit:
+                    left = time_limit - (time.perf_counter() - start)
+                    if left <= 0:
+                        stop_reason = "time-limit"
+                        break
+                    timeout_us = max(1, int(left * 1e6))
+                insns0 = self.native.insns
+                err: Optional[unicorn.UcError] = None
+                try:
+                    uc.emu_start(uc.reg_read(pc_reg), 0, timeout=timeout_us)
+                except unicorn.UcError as e:
+                    err = e
+                task.insns += self.native.insns - insns0
+                if self._internal_error is not None:
+                    raise self._internal_error
+                self.native.raise_pending()  # an exception in the block-count callback
+                if interrupt.fired:  # Ctrl-C: end the run here, as interrupted
+                    stop_reason = "interrupted"
+                    break
+                if self._slice_stop == "exit":
+                    self._end_task(task, self._exit_code)
+                elif self._slice_stop == "kill" or self._pending_signal:
+                    sig = self._pending_signal
+                    if self._slice_stop == "kill":
+                        msg = ""
+                    elif self._pending_message:
+                        msg = self._pending_message
+                    elif sig == SIGKILL:  # the fault path ran out of memory
+                        # the OOM killer has logged its choice already
+                        msg = "" if task.oom_victim else self._oom_message(task)
+                    else:
+                        msg = self._segv_message(uc.reg_read(pc_reg), uc.reg_read(sp_reg))
+                    self._end_task(task, 0, sig, msg)
+                elif self._slice_stop == "block":
+                    pass  # sleeping in wait4 until a child exits
+                elif self.native.limit_hit:
+                    if user_limit and self.native.insns + 64 > user_limit or \
+                            user_limit and limit == user_limit:
+                        stop_reason = "insn-limit"
+                        break
+                    self._quantum_expired = True
+                elif time_limit and time.perf_counter() - start >= time_limit:
                     stop_reason = "time-limit"
                     break
-                timeout_us = max(1, int(left * 1e6))
-            insns0 = self.native.insns
-            err: Optional[unicorn.UcError] = None
-            try:
-                uc.emu_start(uc.reg_read(pc_reg), 0, timeout=timeout_us)
-            except unicorn.UcError as e:
-                err = e
-            task.insns += self.native.insns - insns0
-            if self._internal_error is not None:
-                raise self._internal_error
-            self.native.raise_pending()  # an exception in the block-count callback
-            if self._slice_stop == "exit":
-                self._end_task(task, self._exit_code)
-            elif self._slice_stop == "kill" or self._pending_signal:
-                sig = self._pending_signal
-                if self._slice_stop == "kill":
-                    msg = ""
-                elif self._pending_message:
-                    msg = self._pending_message
-                elif sig == SIGKILL:  # the fault path ran out of memory
-                    # the OOM killer has logged its choice already
-                    msg = "" if task.oom_victim else self._oom_message(task)
+                elif err is not None and err.errno == unicorn.UC_ERR_INSN_INVALID:
+                    # do_invalid_op(): SIGILL, with the kernel's "traps:" line
+                    pc, sp = uc.reg_read(pc_reg), uc.reg_read(sp_reg)
+                    self._end_task(task, 0, SIGILL, f"traps: {task.comm}[{task.pid}] trap invalid "
+                                   f"opcode ip:{pc:x} sp:{sp:x} error:0")
+                elif err is not None:
+                    pc = uc.reg_read(pc_reg)
+                    self._end_task(task, 0, SIGSEGV,
+                                   f"{task.comm}[{task.pid}]: CPU exception at ip {pc:016x}: {err}")
                 else:
-                    msg = self._segv_message(uc.reg_read(pc_reg), uc.reg_read(sp_reg))
-                self._end_task(task, 0, sig, msg)
-            elif self._slice_stop == "block":
-                pass  # sleeping in wait4 until a child exits
-            elif self.native.limit_hit:
-                if user_limit and self.native.insns + 64 > user_limit or \
-                        user_limit and limit == user_limit:
-                    stop_reason = "insn-limit"
+                    self._quantum_expired = True
+                if task is self.init and task.state is not TaskState.RUNNING and \
+                        task.state is not TaskState.SLEEPING and self._live_tasks() == 0:
                     break
-                self._quantum_expired = True
-            elif time_limit and time.perf_counter() - start >= time_limit:
-                stop_reason = "time-limit"
-                break
-            elif err is not None and err.errno == unicorn.UC_ERR_INSN_INVALID:
-                # do_invalid_op(): SIGILL, with the kernel's "traps:" line
-                pc, sp = uc.reg_read(pc_reg), uc.reg_read(sp_reg)
-                self._end_task(task, 0, SIGILL, f"traps: {task.comm}[{task.pid}] trap invalid "
-                               f"opcode ip:{pc:x} sp:{sp:x} error:0")
-            elif err is not None:
-                pc = uc.reg_read(pc_reg)
-                self._end_task(task, 0, SIGSEGV,
-                               f"{task.comm}[{task.pid}]: CPU exception at ip {pc:016x}: {err}")
-            else:
-                self._quantum_expired = True
-            if task is self.init and task.state is not TaskState.RUNNING and \
-                    task.state is not TaskState.SLEEPING and self._live_tasks() == 0:
-                break
+        finally:
+            interrupt.__exit__(None, None, None)
         wall = time.perf_counter() - start
         init = self.init
-        if stop_reason == "insn-limit":
+        if stop_reason == "interrupted":
+            self.result = RunResult(exit_code=130, stop_reason="interrupted",
+                                    message="interrupted (SIGINT)")
+        elif stop_reason == "insn-limit":
             self.result = RunResult(exit_code=124, stop_reason="insn-limit",
                                     message=f"instruction limit reached "
                                             f"({user_limit} instructions)")

@@ -1,0 +1,38 @@
+"""Ctrl-C stops a guest that never calls back into Python, and the run still
+ends properly: exit 130, the kernel-style message, a complete trace, stats."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.trace.harness import guest_path
+
+
+def test_sigint_stops_a_guest_looping_in_native_code(tmp_path: Path) -> None:
+    trace, stats = tmp_path / "t.jsonl", tmp_path / "s.json"
+    # 4096 pages for ever: once Unicorn's soft TLB has grown, no Python runs
+    proc = subprocess.Popen([sys.executable, "-m", "mmuemu", "run", "-q", "--trace", str(trace),
+                             "--stats", str(stats), guest_path("x86_64", "tlb_stress"), "4096",
+                             "1000000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)
+    try:
+        time.sleep(2.5)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted (SIGINT)"
+    assert "Traceback" not in err
+    last = json.loads(trace.read_text().splitlines()[-1])
+    assert last["end"] is True and last["events"] > 4096
+    st = json.loads(stats.read_text())
+    assert st["stop_reason"] == "interrupted" and st["exit_code"] == 130
+    assert st["instructions"] > 10_000_000  # it was well into the loop
