@@ -20,7 +20,13 @@ def test_sigint_stops_a_guest_looping_in_native_code(tmp_path: Path) -> None:
                              "1000000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=tmp_path)
     try:
-        time.sleep(2.5)
+        deadline = time.monotonic() + 120
+        # past start-up: the writer process has flushed events to the file
+        while (not trace.exists() or trace.stat().st_size < 256 << 10) and \
+                time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        time.sleep(0.5)
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
