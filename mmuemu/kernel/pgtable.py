@@ -37,32 +37,31 @@ def pte_offset_alloc(mm: MmStruct, addr: int) -> int:
     Raises OutOfMemory if a table page cannot be allocated.
     """
     kern = mm.kernel
-    u64 = kern.phys.u64
-    fmt = kern.fmt
+    words = kern.phys.words
+    present = kern.fmt.table_present
     table = mm.pgd
-    for level in range(3):
-        epa = _entry_pa(table, addr, level)
-        entry = int(u64[epa >> 3])
-        if not fmt.table_present(entry):
+    for shift in (39, 30, 21):
+        i = (table >> 3) + ((addr >> shift) & 0x1FF)
+        entry = words[i]
+        if not present(entry):
             new = __pte_alloc_one(mm)
-            entry = fmt.mk_table(new)
-            u64[epa >> 3] = entry
+            entry = words[i] = kern.fmt.mk_table(new)
         table = entry & ADDR_MASK
-    return _entry_pa(table, addr, 3)
+    return table + (((addr >> 12) & 0x1FF) << 3)
 
 
 def pte_offset_lookup(mm: MmStruct, addr: int) -> int | None:
     """pgd_offset() … pte_offset_map() without allocating: None if a table is missing."""
     kern = mm.kernel
-    u64 = kern.phys.u64
-    fmt = kern.fmt
+    words = kern.phys.words
+    present = kern.fmt.table_present
     table = mm.pgd
-    for level in range(3):
-        entry = int(u64[_entry_pa(table, addr, level) >> 3])
-        if not fmt.table_present(entry):
+    for shift in (39, 30, 21):
+        entry = words[(table >> 3) + ((addr >> shift) & 0x1FF)]
+        if not present(entry):
             return None
         table = entry & ADDR_MASK
-    return _entry_pa(table, addr, 3)
+    return table + (((addr >> 12) & 0x1FF) << 3)
 
 
 def pmd_table(mm: MmStruct, addr: int) -> int | None:
@@ -73,7 +72,7 @@ def pmd_table(mm: MmStruct, addr: int) -> int | None:
 
 def ptep_get(mm: MmStruct, pte_pa: int) -> int:
     """READ_ONCE(*ptep)."""
-    return int(mm.kernel.phys.u64[pte_pa >> 3])
+    return mm.kernel.phys.words[pte_pa >> 3]
 
 
 def set_pte_at(mm: MmStruct, addr: int, pte_pa: int, pte: int) -> None:
@@ -86,12 +85,12 @@ def set_pte_at(mm: MmStruct, addr: int, pte_pa: int, pte: int) -> None:
     hook = kern.set_pte_hook
     if hook is not None:
         hook(mm, addr, pte)
-    kern.phys.u64[pte_pa >> 3] = pte
+    kern.phys.words[pte_pa >> 3] = pte
 
 
 def pte_clear(mm: MmStruct, addr: int, pte_pa: int) -> None:
     """pte_clear(): empty a PTE slot."""
-    mm.kernel.phys.u64[pte_pa >> 3] = 0
+    mm.kernel.phys.words[pte_pa >> 3] = 0
 
 
 def ptep_clear_flush(vma: VmAreaStruct, addr: int, pte_pa: int) -> int:
@@ -118,14 +117,14 @@ def pte_range(mm: MmStruct, start: int, end: int) -> Iterator[tuple[int, int]]:
     zap_p?d_range() walkers do with p?d_none_or_clear_bad().
     """
     kern = mm.kernel
-    u64 = kern.phys.u64
+    words = kern.phys.words
     fmt: PteFormat = kern.fmt
     addr = start
     while addr < end:
         table = mm.pgd
         skipped = False
         for level in range(3):
-            entry = int(u64[_entry_pa(table, addr, level) >> 3])
+            entry = words[_entry_pa(table, addr, level) >> 3]
             if not fmt.table_present(entry):
                 span = 1 << _LEVEL_SHIFT[level]
                 addr = (addr & ~(span - 1)) + span
@@ -151,6 +150,7 @@ def free_pgd_range(mm: MmStruct, start: int, end: int, floor: int, ceiling: int)
     """
     kern = mm.kernel
     u64 = kern.phys.u64
+    words = kern.phys.words
     fmt = kern.fmt
     top = ceiling or (1 << 48)
     freed = 0
@@ -163,8 +163,7 @@ def free_pgd_range(mm: MmStruct, start: int, end: int, floor: int, ceiling: int)
         first = max(0, (max(start, base) - base) >> shift)
         last = min(511, (min(end, base + (span << 9)) - 1 - base) >> shift)
         for i in range(first, last + 1):
-            epa = table + (i << 3)
-            entry = int(u64[epa >> 3])
+            entry = words[(table >> 3) + i]
             if not fmt.table_present(entry):
                 continue
             lo = base + i * span
@@ -175,7 +174,7 @@ def free_pgd_range(mm: MmStruct, start: int, end: int, floor: int, ceiling: int)
                 empty = walk(child, level + 1, lo)
             # a neighbour may still map part of this table's span: keep it
             if empty and lo >= floor and lo + span <= top:
-                u64[epa >> 3] = 0
+                words[(table >> 3) + i] = 0
                 kern.put_page(kern.pfn_to_page(child >> 12))
                 mm.nr_ptes -= 1
                 freed += 1

@@ -251,7 +251,7 @@ def page_vma_mapped_walk(page: Page, vma: VmAreaStruct) -> Optional[tuple[int, i
     if pte_pa is None:
         return None
     fmt = mm.kernel.fmt
-    pte = int(mm.kernel.phys.u64[pte_pa >> 3])
+    pte = mm.kernel.phys.words[pte_pa >> 3]
     if not fmt.pte_present(pte) or fmt.pte_pfn(pte) != page.pfn:
         return None
     return addr, pte_pa

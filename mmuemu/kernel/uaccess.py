@@ -24,19 +24,19 @@ def _user_frame(task: TaskStruct, addr: int, write: bool) -> int:
     mm = task.mm
     kern = mm.kernel
     fmt = kern.fmt
-    u64 = kern.phys.u64
+    words = kern.phys.words
     if addr < 0 or addr >= mm.task_size:
         raise UserFault(addr)
     access = Access.WRITE if write else Access.READ
     for _ in range(3):
         pte_pa = pte_offset_lookup(mm, addr)
         if pte_pa is not None:
-            pte = int(u64[pte_pa >> 3])
+            pte = words[pte_pa >> 3]
             if fmt.pte_present(pte) and (not write or fmt.pte_write(pte)):
                 new = fmt.hw_update(pte, access)
                 if new is not None:
                     if new != pte:
-                        u64[pte_pa >> 3] = new
+                        words[pte_pa >> 3] = new
                     return (fmt.pte_pfn(pte) << 12) | (addr & 0xFFF)
         out = do_user_addr_fault(task, addr, AccessType.WRITE if write else AccessType.READ,
                                  user=False)
