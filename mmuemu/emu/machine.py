@@ -675,8 +675,7 @@ class Machine:
         time_limit = self.rconfig.time_limit
         start = time.perf_counter()
         stop_reason = "exit"
-        interrupt = InterruptWatcher(uc.emu_stop).__enter__()
-        try:
+        with InterruptWatcher(uc.emu_stop) as interrupt:
             while True:
                 nxt = self._pick_next()
                 if nxt is None:
@@ -751,8 +750,6 @@ class Machine:
                 if task is self.init and task.state is not TaskState.RUNNING and \
                         task.state is not TaskState.SLEEPING and self._live_tasks() == 0:
                     break
-        finally:
-            interrupt.__exit__(None, None, None)
         wall = time.perf_counter() - start
         init = self.init
         if stop_reason == "interrupted":

@@ -40,7 +40,6 @@ import ctypes
 import functools
 import operator
 import os
-import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
@@ -290,8 +289,10 @@ class RecordDeriver:
         last_name = ""
         it = iter(recs)
         for rec in zip(*(it,) * _RECORD):
+            insns = rec[1]
+            cycles = insns if cpi == 1 else round(insns * cpi)
             if rec[0] == _FAULT:
-                (_, insns, pid, kind, detail, addr, access, user, pc, insn, signal,
+                (_, _, pid, kind, detail, addr, access, user, pc, insn, signal,
                  major, pte, pl) = rec
                 if detail is None:
                     name = kind
@@ -313,16 +314,14 @@ class RecordDeriver:
                     role, page = place(pl, addr)
                 else:
                     role, page = pl[0], (addr - pl[1]) >> 12
-                out += (seq, insns, insns if cpi == 1 else round(insns * cpi), pid, arch, name,
-                        addr, 0, access, user, role, page,
+                out += (seq, insns, cycles, pid, arch, name, addr, 0, access, user, role, page,
                         pc, insn, outcome, pfn, 0, 0, signal)
             else:
-                (_, insns, pid, name, addr, length, outcome, prot, flags, result, role,
+                (_, _, pid, name, addr, length, outcome, prot, flags, result, role,
                  page, pl, _) = rec
                 if role is None:
                     role, page = place(pl, addr)
-                out += (seq, insns, insns if cpi == 1 else round(insns * cpi), pid, arch, name,
-                        addr, length, "", False, role,
+                out += (seq, insns, cycles, pid, arch, name, addr, length, "", False, role,
                         page, None, "", outcome, None, prot, flags, result)
             seq += 1
         self.seq = seq
@@ -389,8 +388,8 @@ class FaultTracer:
         self.events = events
         self.argv = tuple(argv)
         self.background = background_supported() if background is None else background
-        self._writer: Optional[TraceWriter] = None
-        self._deriver: Optional[RecordDeriver] = None
+        #: inline: the sink records are derived and written through, set by attach()
+        self._sink: Optional[_DerivingSink] = None
         self._finished_background: Optional[BackgroundWriter] = None
         #: forked now, before the machine exists (see BackgroundWriter)
         self._background: Optional[BackgroundWriter] = \
@@ -420,13 +419,12 @@ class FaultTracer:
         """
         self._machine = machine
         self._insns = insns_reader(machine.native)
-        self._cpi = cpi
         self._arch = machine.spec.name
         self._read_pc = pc_reader(machine.uc, machine.regs[machine.spec.pc_reg])
         self._exe = os.path.realpath(machine.path)
         self._fmt = machine.kern.fmt
         self._phys = machine.phys
-        self._pte_word = _word_reader(machine.phys)
+        self._pte_word = machine.phys.words.__getitem__
         self._cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64) \
             if machine.spec.arch is Arch.X86_64 else \
             capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
@@ -437,14 +435,13 @@ class FaultTracer:
                              cycles=f"insns x cost.base_cpi {profile.cost.base_cpi:g} "
                                     f"(profile {profile.name}); the full estimate, with "
                                     f"TLB, walks, faults and flushes, is in --stats")
-        fmt, path, arch = self._fmt, self.path, self._arch
+        setup = (self.path, header, self._arch, self._fmt, cpi)
         if self._background is not None:
-            self._background.start((path, header, arch, fmt, cpi))
+            self._background.start(setup)
             batch = BACKGROUND_BATCH_EVENTS
         else:
-            self._writer = open_writer(path, header)
-            self._deriver = RecordDeriver(arch, fmt.pte_present, fmt.pte_pfn, cpi)
-            batch = max(1, self._writer.chunk_events)
+            self._sink = _deriving_sink(setup)
+            batch = max(1, self._sink.writer.chunk_events)
         #: what the fault path reads, in one attribute: the records, the placements,
         #: the disassembly cache, the readers, and the batch size in list items
         self._hot = (self._pending, self._vmas, self._disasm, self._read_pc, self._insns,
@@ -457,7 +454,7 @@ class FaultTracer:
         Raises TraceWriterError if the writer process failed, OSError if the
         inline writer did.
         """
-        if self._writer is None and self._background is None:
+        if self._sink is None and self._background is None:
             return
         try:
             self._drain()
@@ -466,15 +463,15 @@ class FaultTracer:
             self._pending.clear()
             self._vmas.clear()
             background, self._background = self._background, None
-            writer, self._writer = self._writer, None
+            sink, self._sink = self._sink, None
             if background is not None:
                 # kept: the process may still be exiting, and is reaped when this goes
                 self._finished_background = background
                 self._writer_info = {"writer": "process", "events": self._written,
                                      **background.close()}
-            elif writer is not None:
-                writer.close()
-                self._writer_info = {"writer": "inline", "events": self._written}
+            elif sink is not None:
+                self._writer_info = {"writer": "inline", "events": self._written,
+                                     **sink.finish()}
 
     def stats(self) -> dict[str, Any]:
         """How the trace was written: ``writer`` (``process`` or ``inline``),
@@ -503,8 +500,8 @@ class FaultTracer:
             return
         if self._background is not None:
             self._background.send(recs)
-        elif self._writer is not None and self._deriver is not None:
-            self._writer.write_flat(self._deriver.rows(recs))
+        elif self._sink is not None:
+            self._sink.consume(recs)
         else:
             return
         self._written += len(recs) // _RECORD
@@ -718,23 +715,3 @@ class FaultTracer:
             self._emit(task, "task.exit", 0,
                        outcome=_EXIT_OUTCOMES.get(result.stop_reason, "limit"),
                        result=result.exit_code)
-
-
-def _word_reader(phys: Any) -> Callable[[int], int]:
-    """``read(i)``: the 64-bit word ``i`` of physical memory, as an int.
-
-    A memoryview of the buffer when the host's byte order lets it index the
-    little-endian words (0.03 µs, against 0.08 µs for the numpy scalar).
-    Unicorn maps that buffer by pointer, so it is never replaced.
-    """
-    u64 = phys.u64
-    try:
-        mv = memoryview(u64)
-        if mv.ndim == 1 and mv.itemsize == 8 and mv.format in ("L", "Q", "<L", "<Q") \
-                and sys.byteorder == "little":
-            read: Callable[[int], int] = mv.__getitem__
-            if read(0) == int(u64[0]) and read(len(mv) - 1) == int(u64[-1]):
-                return read
-    except (TypeError, ValueError, NotImplementedError):
-        pass
-    return lambda i: int(u64[i])
