@@ -41,6 +41,18 @@ from mmuemu.kernel.rmap import (
 )
 
 
+#: FaultKind members bound once: reading one through the Enum class is a
+#: descriptor call on Python 3.11, and each fault sets one
+_KIND_ANON = FaultKind.ANON
+_KIND_COW = FaultKind.COW
+_KIND_FILE = FaultKind.FILE
+_KIND_SHARED = FaultKind.SHARED
+_KIND_SPURIOUS = FaultKind.SPURIOUS
+_KIND_SWAP = FaultKind.SWAP
+_KIND_WP = FaultKind.WP
+_KIND_ZERO = FaultKind.ZERO
+
+
 def vma_is_anonymous(vma: VmAreaStruct) -> bool:
     """vma_is_anonymous(): no vm_ops (private anonymous memory, stack, heap, bss)."""
     return vma.vm_ops is None
@@ -111,15 +123,14 @@ def handle_mm_fault(vma: VmAreaStruct, address: int, flags: int,
     ret, vmf = __handle_mm_fault(vma, address, flags)
     mm_account_fault(vma.vm_mm, flags, ret, counts)
     if not ret & VM_FAULT_ERROR:
-        vma.vm_mm.kernel.vmstat.by_type[vmf.kind.value] += 1
+        vma.vm_mm.kernel.vmstat.by_type[vmf.kind._value_] += 1
     return ret, vmf
 
 
 def __handle_mm_fault(vma: VmAreaStruct, address: int,
                       flags: int) -> tuple[int, VmFault]:
     """__handle_mm_fault(): build the vm_fault, allocate page tables, go to the PTE."""
-    vmf = VmFault(vma=vma, address=address & ~0xFFF, real_address=address, flags=flags,
-                  pgoff=linear_page_index(vma, address))
+    vmf = VmFault(vma, address & ~0xFFF, address, flags, linear_page_index(vma, address))
     try:
         vmf.pte_pa = pte_offset_alloc(vma.vm_mm, address)
     except OutOfMemory:
@@ -149,7 +160,7 @@ def handle_pte_fault(vmf: VmFault) -> int:
             return do_wp_page(vmf)
         entry = fmt.pte_mkdirty(entry)
     entry = fmt.pte_mkyoung(entry)
-    vmf.kind = FaultKind.SPURIOUS
+    vmf.kind = _KIND_SPURIOUS
     if entry != vmf.orig_pte:  # ptep_set_access_flags()
         set_pte_at(mm, vmf.address, vmf.pte_pa, entry)
     else:  # flush_tlb_fix_spurious_fault()
@@ -173,7 +184,7 @@ def do_anonymous_page(vmf: VmFault) -> int:
     if not vmf.flags & FaultFlag.WRITE and kern.config.use_zero_page:
         entry = fmt.pte_mkspecial(fmt.pfn_pte(kern.zero_pfn, vma.vm_page_prot))
         set_pte_at(mm, vmf.address, vmf.pte_pa, entry)
-        vmf.kind = FaultKind.ZERO
+        vmf.kind = _KIND_ZERO
         return VmFaultReason.NONE
     anon_vma_prepare(vma)
     page = kern.alloc_page(zero=True)  # alloc_zeroed_user_highpage_movable
@@ -181,7 +192,7 @@ def do_anonymous_page(vmf: VmFault) -> int:
     do_set_pte(vma, vmf.address, page, vmf.pte_pa,
                write=bool(vma.vm_flags & VM.WRITE), anon=True)
     _update_hiwater_rss(mm)
-    vmf.kind = FaultKind.ANON
+    vmf.kind = _KIND_ANON
     return VmFaultReason.NONE
 
 
@@ -224,7 +235,7 @@ def do_read_fault(vmf: VmFault) -> int:
     vma = vmf.vma
     ops = vma.vm_ops
     assert ops is not None
-    vmf.kind = FaultKind.FILE
+    vmf.kind = _KIND_FILE
     if ops.map_pages is not None and vma.vm_mm.kernel.fault_around_pages > 1:
         ret = do_fault_around(vmf)
         if ret:
@@ -244,7 +255,7 @@ def do_cow_fault(vmf: VmFault) -> int:
     """do_cow_fault(): write fault on a private file mapping: copy the file page."""
     vma = vmf.vma
     kern = vma.vm_mm.kernel
-    vmf.kind = FaultKind.COW
+    vmf.kind = _KIND_COW
     anon_vma_prepare(vma)
     new_page = kern.alloc_page()
     vmf.cow_page = new_page
@@ -268,7 +279,7 @@ def do_shared_fault(vmf: VmFault) -> int:
     """do_shared_fault(): write fault on a shared file mapping: page_mkwrite, map dirty."""
     vma = vmf.vma
     kern = vma.vm_mm.kernel
-    vmf.kind = FaultKind.SHARED
+    vmf.kind = _KIND_SHARED
     ret = __do_fault(vmf)
     if ret & (VM_FAULT_ERROR | VmFaultReason.NOPAGE | VmFaultReason.RETRY):
         return ret
@@ -320,7 +331,7 @@ def do_swap_page(vmf: VmFault) -> int:
     mm = vma.vm_mm
     kern = mm.kernel
     fmt = kern.fmt
-    vmf.kind = FaultKind.SWAP
+    vmf.kind = _KIND_SWAP
     entry = swp_entry(*fmt.pte_to_swp_entry(vmf.orig_pte))
     ret = VmFaultReason.NONE
     page = lookup_swap_cache(kern, entry)
@@ -364,7 +375,7 @@ def do_swap_page(vmf: VmFault) -> int:
     if write:  # the page is shared with a swap PTE elsewhere: break COW now
         vmf.orig_pte = entry_pte
         ret |= do_wp_page(vmf)
-        vmf.kind = FaultKind.SWAP
+        vmf.kind = _KIND_SWAP
         vmf.detail += "+cow"
     return ret
 
@@ -408,7 +419,7 @@ def do_wp_page(vmf: VmFault) -> int:
         if page._count == 1 and page._mapcount == 0 and not PageTest(page, PG.owner_priv_1):
             page_move_anon_rmap(page, vma)
             kern.vmstat.cow_reuses += 1
-            vmf.kind = FaultKind.WP
+            vmf.kind = _KIND_WP
             vmf.detail = "reuse"
             return wp_page_reuse(vmf)
     elif vma.vm_flags & (VM.WRITE | VM.SHARED) == (VM.WRITE | VM.SHARED):
@@ -431,7 +442,7 @@ def wp_page_reuse(vmf: VmFault) -> int:
 
 def wp_pfn_shared(vmf: VmFault) -> int:
     """wp_pfn_shared(): a special PTE in a shared writable mapping: just make it writable."""
-    vmf.kind = FaultKind.SHARED
+    vmf.kind = _KIND_SHARED
     return wp_page_reuse(vmf)
 
 
@@ -441,7 +452,7 @@ def wp_page_shared(vmf: VmFault) -> int:
     kern = vma.vm_mm.kernel
     page = vmf.page
     assert page is not None
-    vmf.kind = FaultKind.SHARED
+    vmf.kind = _KIND_SHARED
     ops = vma.vm_ops
     if ops is not None and ops.page_mkwrite is not None:
         kern.get_page(page)
@@ -464,7 +475,7 @@ def wp_page_copy(vmf: VmFault) -> int:
     anon_vma_prepare(vma)
     if old_page is None:
         new_page = kern.alloc_page(zero=True)
-        vmf.kind = FaultKind.WP
+        vmf.kind = _KIND_WP
         vmf.detail = "zero"
     else:
         # Locked across the allocation, which may reclaim: rmap must not
@@ -482,7 +493,7 @@ def wp_page_copy(vmf: VmFault) -> int:
             unlock_page(old_page)
         copy_user_highpage(kern, new_page, old_page)  # __wp_page_copy_user
         kern.vmstat.cow_copies += 1
-        vmf.kind = FaultKind.COW
+        vmf.kind = _KIND_COW
     SetPage(new_page, PG.uptodate)
     if old_page is not None:
         page_remove_rmap(old_page, vma)

@@ -23,12 +23,16 @@ if TYPE_CHECKING:
     from mmuemu.kernel.fs import AddressSpaceOperations, VmOperations
 
 
-class PG(enum.IntEnum):
+class PG:
     """enum pageflags, numbered as the seed's 4.x kernel numbers them.
 
     The seed's page->flags dumps decode with these bit numbers: a shmem page
     0x...40038 = uptodate|dirty|lru|swapbacked, an anon stack page
     0x...4006c = referenced|uptodate|lru|active|swapbacked.
+
+    Plain ints, not an IntEnum: the fault path tests and sets several flags
+    per fault, and on Python 3.11 reading an enum member through its class
+    costs a descriptor call (about 0.1 us) each time.
     """
 
     locked = 0
@@ -177,22 +181,22 @@ class Page:
     kind: str = "user"
 
 
-def PageTest(page: Page, bit: PG) -> bool:
+def PageTest(page: Page, bit: int) -> bool:
     """Test one page flag (the PageXxx() accessors)."""
     return bool(page.flags >> bit & 1)
 
 
-def SetPage(page: Page, bit: PG) -> None:
+def SetPage(page: Page, bit: int) -> None:
     """Set one page flag (SetPageXxx / __SetPageXxx)."""
     page.flags |= 1 << bit
 
 
-def ClearPage(page: Page, bit: PG) -> None:
+def ClearPage(page: Page, bit: int) -> None:
     """Clear one page flag (ClearPageXxx)."""
     page.flags &= ~(1 << bit)
 
 
-def TestClearPage(page: Page, bit: PG) -> bool:
+def TestClearPage(page: Page, bit: int) -> bool:
     """TestClearPageXxx: clear the flag, say whether it was set."""
     was = bool(page.flags >> bit & 1)
     page.flags &= ~(1 << bit)
@@ -412,22 +416,37 @@ class MmStruct:
         return self.mm_rb.highest_vm_end
 
 
-@dataclass(slots=True, eq=False)
 class VmFault:
-    """struct vm_fault: the one parameter object threaded down the fault path."""
+    """struct vm_fault: the one parameter object threaded down the fault path.
 
-    vma: VmAreaStruct
-    address: int  # page aligned
-    real_address: int
-    flags: int
-    pgoff: int
-    pte_pa: int = 0  # physical address of the PTE slot (vmf->pte)
-    orig_pte: int = 0
-    page: Optional[Page] = None
-    cow_page: Optional[Page] = None
-    kind: FaultKind = FaultKind.SPURIOUS
-    #: finer classification for traces: "zero" (zero page broken), "reuse" (wp reuse)
-    detail: str = ""
+    A hand-written slots class (one is made per fault): called positionally
+    it costs half of what the keyword dataclass constructor did.
+    """
+
+    __slots__ = ("vma", "address", "real_address", "flags", "pgoff", "pte_pa", "orig_pte",
+                 "page", "cow_page", "kind", "detail")
+
+    def __init__(self, vma: VmAreaStruct, address: int, real_address: int, flags: int,
+                 pgoff: int, pte_pa: int = 0, orig_pte: int = 0, page: Optional[Page] = None,
+                 cow_page: Optional[Page] = None, kind: FaultKind = FaultKind.SPURIOUS,
+                 detail: str = "") -> None:
+        self.vma = vma
+        self.address = address  # page aligned
+        self.real_address = real_address
+        self.flags = flags
+        self.pgoff = pgoff
+        self.pte_pa = pte_pa  # physical address of the PTE slot (vmf->pte)
+        self.orig_pte = orig_pte
+        self.page = page
+        self.cow_page = cow_page
+        self.kind = kind
+        #: finer classification for traces: "zero" (zero page broken), "reuse" (wp reuse)
+        self.detail = detail
+
+    def __repr__(self) -> str:
+        return (f"VmFault(address={self.address:#x}, flags={self.flags:#x}, "
+                f"pgoff={self.pgoff}, pte_pa={self.pte_pa:#x}, kind={self.kind.value}, "
+                f"detail={self.detail!r})")
 
 
 def mm_counters(mm: MmStruct) -> dict[str, int]:
