@@ -64,6 +64,8 @@ if TYPE_CHECKING:
 
 _ACCESS_TYPE = {Access.READ: AccessType.READ, Access.WRITE: AccessType.WRITE,
                 Access.FETCH: AccessType.EXEC}
+#: the same keyed by the fill hook's plain int (calling ``Access(n)`` costs 0.5 us)
+_ACCESS_OF_UC: dict[int, tuple[Access, AccessType]] = {int(a): (a, t) for a, t in _ACCESS_TYPE.items()}
 _ARM64_EXCP_SWI = 2
 SIGILL, SIGTRAP = 4, 5
 #: QEMU's EXCP_UDEF and EXCP_BKPT: an undefined instruction, a brk
@@ -309,14 +311,13 @@ class Machine:
             self._hooks.extend(self.exact.attach(uc, self.native))
             self._hooks.append(uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._on_tlb_fault))
         else:
-            # native walk → (on failure) the Python page-fault handler → native
-            # walk again: Unicorn calls fill hooks in order until one returns
-            # True, so after a resolved fault the retry walk stays in C.
+            # one native hook: walk → (on failure) the Python page-fault
+            # handler through a ctypes callback → walk again, all from C, so
+            # a miss the tables resolve never enters Python
+            self.native.set_fault_handler(self._on_fault)
             self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_TLB_FILL,
-                                               self.native.tlb_fill_addr, self.native.state_addr))
-            self._hooks.append(uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._on_tlb_fault))
-            self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_TLB_FILL,
-                                               self.native.tlb_fill_addr, self.native.state_addr))
+                                               self.native.tlb_fill_faulting_addr,
+                                               self.native.state_addr))
         if self.exact is not None:
             self.exact.grow_soft_tlb(self.rconfig.soft_tlb_max)
         elif not self.raw_mode:
@@ -382,31 +383,47 @@ class Machine:
         return HwFault(address=vaddr, access=_ACCESS_TYPE[access],
                        present=res.level == 3 and not res.ok, level=res.level)
 
-    def _on_tlb_fault(self, uc: unicorn.Uc, vaddr: int, access: int, entry: Any,
-                      user_data: Any) -> bool:
-        """Second fill hook: the native walk failed, so this is a page fault.
-
-        Returns False once the kernel has resolved it (fast mode: the native
-        hook registered after this one then walks and fills) or when the
-        fault ends in a signal (no hook fills, and the run stops).
-        """
+    def _on_fault(self, vaddr: int, access: int) -> int:
+        """Fast mode's page-fault handler, called from the native fill hook
+        when its walk failed: 1 once the kernel has resolved the fault (the
+        hook walks again and fills), 0 when the fault ends in a signal or
+        the model failed (no fill, and the run stops)."""
         try:
-            acc = Access(access)
+            acc, access_type = _ACCESS_OF_UC[access]
             if self.kern.kswapd_wait:  # kswapd ran while the task executed
                 self.kern.kswapd()
-            outcome = do_user_addr_fault(self.task, vaddr, _ACCESS_TYPE[acc])
+            outcome = do_user_addr_fault(self.task, vaddr, access_type)
+            if outcome.signal:
+                self._fault = self._hw_fault(vaddr, acc)
+                self._pending_signal = outcome.signal
+                return 0
+            return 1
+        except BaseException as e:  # never unwind through ctypes and Unicorn
+            self._internal_error = e
+            self.uc.emu_stop()
+            return 0
+
+    def _on_tlb_fault(self, uc: unicorn.Uc, vaddr: int, access: int, entry: Any,
+                      user_data: Any) -> bool:
+        """Exact mode's second fill hook: the exact model's walk failed, so
+        this is a page fault. Fills the entry once the kernel has resolved
+        it; returns False when the fault ends in a signal (the run stops).
+        """
+        try:
+            acc, access_type = _ACCESS_OF_UC[access]
+            if self.kern.kswapd_wait:  # kswapd ran while the task executed
+                self.kern.kswapd()
+            outcome = do_user_addr_fault(self.task, vaddr, access_type)
             if outcome.signal:
                 self._fault = self._hw_fault(vaddr, acc)
                 self._pending_signal = outcome.signal
                 return False
-            if self.exact is None:
-                return False  # resolved: the native hook after this one fills
+            assert self.exact is not None
             res = self.native.walk(vaddr, acc)
             if not res.ok:
                 raise AssertionError(f"fault at {vaddr:#x} ({acc.name}) resolved by the kernel "
                                      "but the page walk still fails")
-            entry.paddr = res.pa if self.exact is None else \
-                self.exact.fill_paddr(uc, vaddr, res.pa, acc)
+            entry.paddr = self.exact.fill_paddr(uc, vaddr, res.pa, acc)
             entry.perms = res.perms
             return True
         except BaseException as e:  # never unwind through Unicorn

@@ -8,7 +8,11 @@ Python module is empty, and this module loads the same shared object with
   page tables in emulated physical memory (the rules of
   :func:`mmuemu.hw.walker.walk`, which is its specification). It resolves
   every miss the tables allow and returns False on a fault, so the next fill
-  hook registered (Python: the page-fault path) runs only for real faults.
+  hook registered runs only for real faults.
+* ``mmuemu_tlb_fill_faulting`` — the same walk, and on a fault the handler
+  set by :meth:`NativeFastPath.set_fault_handler` (the Python page-fault
+  path, one ctypes call with two integers), then the walk again: fast mode's
+  single fill hook, without the binding's per-call Python wrapper.
 * ``mmuemu_block`` — a ``UC_HOOK_BLOCK`` callback counting instructions per
   basic block; a new (address, size) is counted once by a Python callback
   (capstone), later executions are a hash-table lookup.
@@ -38,7 +42,7 @@ from mmuemu.hw.walker import WalkResult
 
 _R = TypeVar("_R", bound="NativeResource")
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 ARCH_CODES: dict[Arch, int] = {Arch.X86_64: 0, Arch.ARM64: 1}
 #: What a count_block callback returns to report failure (emulation stops).
 COUNT_ERROR = 0xFFFF_FFFF
@@ -59,6 +63,9 @@ SOFT_TLB_INITIAL = 256
 CountBlock = Callable[[int, int], int]
 #: ``uint32_t count_block(uint64_t address, uint32_t size)``
 COUNT_BLOCK_CFUNC = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint32)
+FaultHandler = Callable[[int, int], int]
+#: ``uint32_t fault(uint64_t vaddr, uint32_t access)``: 1 resolved, 0 not
+FAULT_CFUNC = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint32)
 
 
 class SoftTlbSizing(ctypes.Structure):
@@ -125,6 +132,7 @@ class MmuemuState(ctypes.Structure):
         ("ctl", ctypes.c_void_p),
         ("ctl_flush", ctypes.c_uint32),
         ("pad2", ctypes.c_uint32),
+        ("fault_fn", ctypes.c_void_p),
     ]
 
 
@@ -271,11 +279,13 @@ class NativeFastPath(NativeResource):
         st.last_block_size = _NO_BLOCK  # the block hook's one-entry cache starts empty
         self._count_cb: Optional[ctypes._CFunctionType] = None
         self._count_fn: Optional[CountBlock] = None
+        self._fault_cb: Optional[ctypes._CFunctionType] = None
         #: an exception raised by the count_block callback (emulation was stopped)
         self.pending_error: Optional[BaseException] = None
         self._closed = False
         self.state_addr: int = ctypes.addressof(st)
         self.tlb_fill_addr: int = _func_addr(self._lib.mmuemu_tlb_fill)
+        self.tlb_fill_faulting_addr: int = _func_addr(self._lib.mmuemu_tlb_fill_faulting)
         self.block_hook_addr: int = _func_addr(self._lib.mmuemu_block)
 
     # --- configuration ----------------------------------------------------------------
@@ -321,6 +331,23 @@ class NativeFastPath(NativeResource):
         self._count_fn = fn
         self._count_cb = cb
         self._state.count_block = _func_addr(cb)
+
+    def set_fault_handler(self, fn: Optional[FaultHandler]) -> None:
+        """Install ``fn(vaddr, access) -> 1 | 0`` as the page-fault handler of the
+        ``mmuemu_tlb_fill_faulting`` hook (:attr:`tlb_fill_faulting_addr`): it
+        runs when the walk faults; 1 says the fault was resolved (the hook walks
+        again and fills), 0 that it was not (no fill: the run stops).
+
+        ``fn`` must not raise: an exception would be printed by ctypes and
+        count as 0. (The machine's handler keeps it and stops the run.)
+        """
+        if fn is None:
+            self._fault_cb = None
+            self._state.fault_fn = None
+            return
+        cb = FAULT_CFUNC(fn)
+        self._fault_cb = cb
+        self._state.fault_fn = _func_addr(cb)
 
     def set_stop_fn(self, addr: Optional[int]) -> None:
         """Function ``int stop(uc_engine *)`` the block hook calls to end a run."""
@@ -490,5 +517,8 @@ class NativeFastPath(NativeResource):
             self._lib.mmuemu_state_free_tables(self._ptr)
             self._state.count_block = None
             self._count_cb = None
+            self._count_fn = None
+            self._state.fault_fn = None
+            self._fault_cb = None  # drops the handler (and what it refers to)
             self._closed = True
 

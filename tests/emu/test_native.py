@@ -357,7 +357,10 @@ class Rig:
     python_fills: list[tuple[int, int]]
 
 
-def make_rig(arch: Arch) -> Rig:
+def make_rig(arch: Arch, faulting_hook: bool = False) -> Rig:
+    """A guest loop on tables in emulated memory. The page fault is handled by
+    a Python fill hook after the native one or, with ``faulting_hook``, by the
+    handler of the single ``mmuemu_tlb_fill_faulting`` hook."""
     spec = GUESTS[arch]
     fmt = FORMATS[arch]
     phys = PhysMem(4 << 20)
@@ -395,8 +398,21 @@ def make_rig(arch: Arch) -> Rig:
         entry.perms = res.perms
         return res.ok
 
-    hook_add_native(uc, unicorn.UC_HOOK_TLB_FILL, native.tlb_fill_addr, native.state_addr)
-    uc.hook_add(unicorn.UC_HOOK_TLB_FILL, page_fault)
+    def fault_handler(vaddr: int, access: int) -> int:
+        """The same slow path for the native hook: map, and let C fill."""
+        python_fills.append((vaddr, access))
+        if vaddr & ~0xFFF != LATE_VA:
+            return 0
+        tables.map(LATE_VA, LATE_PFN, fmt.protection_map(VmProt(True, False, False, False)))
+        return 1
+
+    if faulting_hook:
+        native.set_fault_handler(fault_handler)
+        hook_add_native(uc, unicorn.UC_HOOK_TLB_FILL, native.tlb_fill_faulting_addr,
+                        native.state_addr)
+    else:
+        hook_add_native(uc, unicorn.UC_HOOK_TLB_FILL, native.tlb_fill_addr, native.state_addr)
+        uc.hook_add(unicorn.UC_HOOK_TLB_FILL, page_fault)
     hook_add_native(uc, unicorn.UC_HOOK_BLOCK, native.block_hook_addr, native.state_addr)
     native.set_count_block(count_block)
     native.set_stop(uc)
@@ -411,8 +427,9 @@ def _run(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize("arch", ARCHES)
-def test_unicorn_end_to_end(arch: Arch) -> None:
-    rig = make_rig(arch)
+@pytest.mark.parametrize("faulting_hook", [False, True], ids=["two-hooks", "faulting-hook"])
+def test_unicorn_end_to_end(arch: Arch, faulting_hook: bool) -> None:
+    rig = make_rig(arch, faulting_hook)
     spec, native = rig.spec, rig.native
     _run(rig)
     assert rig.phys.read_u64(DATA_PFN << 12) == LOOPS
@@ -427,8 +444,11 @@ def test_unicorn_end_to_end(arch: Arch) -> None:
     assert native.fills_faulted == 1
     # code fetch, data read (clean shared page: read-only entry), data write
     # (refill; the walker marks it dirty), late read (faults, then Python fills)
-    assert native.fills_by_access == {Access.READ: 2, Access.WRITE: 1, Access.FETCH: 1}
-    assert native.fills_resolved == 3
+    # the faulting hook's retry walk after the fault is a native fill call
+    # too; the two-hook rig's Python hook fills without the native counters
+    retry = 1 if faulting_hook else 0
+    assert native.fills_by_access == {Access.READ: 2 + retry, Access.WRITE: 1, Access.FETCH: 1}
+    assert native.fills_resolved == 3 + retry
     leaf = rig.tables.leaf(DATA_VA)
     assert rig.tables.fmt.pte_dirty(leaf) and rig.tables.fmt.pte_young(leaf)
 
@@ -447,6 +467,19 @@ def test_unicorn_insn_limit(arch: Arch, limit: int) -> None:
     assert native.insns <= limit
     assert rig.phys.read_u64(DATA_PFN << 12) == iterations
     assert rig.python_fills == []
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_faulting_hook_unresolved_fault_stops(arch: Arch) -> None:
+    """A handler answering 0 leaves the access unfilled: Unicorn stops the run
+    with an unmapped-read error, and the handler ran once for it."""
+    rig = make_rig(arch, faulting_hook=True)
+    rig.native.set_fault_handler(lambda vaddr, access: rig.python_fills.append((vaddr, access)) or 0)
+    with pytest.raises(UcError):
+        _run(rig)
+    assert rig.python_fills == [(LATE_VA, Access.READ)]
+    assert rig.native.fills_faulted == 1
+    assert rig.uc.reg_read(rig.spec.result_reg) != LATE_VALUE
 
 
 def test_hook_del_native() -> None:

@@ -38,7 +38,7 @@ typedef struct mmuemu_uc_tlb_entry {    /* struct uc_tlb_entry */
 #include "softtlb.h"
 
 /* ---- the shared state (mirrored by MmuemuState in native.py) ----------- */
-#define MMUEMU_STATE_VERSION 2u
+#define MMUEMU_STATE_VERSION 3u
 #define MMUEMU_ARCH_X86_64 0u
 #define MMUEMU_ARCH_ARM64 1u
 #define MMUEMU_LEVELS 4
@@ -51,6 +51,9 @@ typedef struct mmuemu_uc_tlb_entry {    /* struct uc_tlb_entry */
 typedef uint32_t (*mmuemu_count_block_fn)(uint64_t address, uint32_t size);
 typedef int (*mmuemu_stop_fn)(uc_engine *uc);
 typedef int (*mmuemu_ctl_fn)(uc_engine *uc, int control, ...);
+/* the page-fault handler (Python, through ctypes): 1 = resolved, walk again;
+ * 0 = not resolved (a signal, or an error that stopped emulation) */
+typedef uint32_t (*mmuemu_fault_fn)(uint64_t vaddr, uint32_t type);
 
 struct mmuemu_state {
     uint32_t version;           /* MMUEMU_STATE_VERSION, set by Python */
@@ -90,6 +93,7 @@ struct mmuemu_state {
     mmuemu_ctl_fn ctl;          /* libunicorn uc_ctl */
     uint32_t ctl_flush;         /* UC_CTL_TLB_FLUSH | UC_CTL_IO_WRITE << 30 */
     uint32_t pad2;
+    mmuemu_fault_fn fault_fn;   /* mmuemu_tlb_fill_faulting's handler, or NULL */
 };
 
 /* ---- page-table bits ------------------------------------------------------ */
@@ -242,6 +246,28 @@ MMUEMU_EXPORT bool mmuemu_tlb_fill(uc_engine *uc, uint64_t vaddr, int type,
     }
     s->fills_faulted++;
     return false;
+}
+
+/**
+ * mmuemu_tlb_fill_faulting - UC_HOOK_TLB_FILL callback: mmuemu_tlb_fill,
+ * then, when the walk faults, s->fault_fn (the page-fault path) and, if that
+ * resolved the fault, mmuemu_tlb_fill again.
+ *
+ * The same calls, in the same order and with the same counting, as three
+ * hooks registered in a row (walk, Python fault hook, walk), without the
+ * Unicorn binding's per-call Python wrapper: one ctypes callback with two
+ * integer arguments per page fault.
+ */
+MMUEMU_EXPORT bool mmuemu_tlb_fill_faulting(uc_engine *uc, uint64_t vaddr, int type,
+                                            mmuemu_uc_tlb_entry *result, void *user_data)
+{
+    struct mmuemu_state *s = user_data;
+
+    if (mmuemu_tlb_fill(uc, vaddr, type, result, user_data))
+        return true;
+    if (!s->fault_fn || !s->fault_fn(vaddr, (uint32_t)type))
+        return false;
+    return mmuemu_tlb_fill(uc, vaddr, type, result, user_data);
 }
 
 /* ---- instruction counting per basic block ------------------------------
@@ -475,6 +501,7 @@ MMUEMU_EXPORT uint32_t mmuemu_state_offset(uint32_t field)
         offsetof(struct mmuemu_state, ctl),
         offsetof(struct mmuemu_state, ctl_flush),
         offsetof(struct mmuemu_state, pad2),
+        offsetof(struct mmuemu_state, fault_fn),
     };
     return field < sizeof offs / sizeof offs[0] ? offs[field] : UINT32_MAX;
 }
