@@ -12,6 +12,11 @@ setup(
             extra_compile_args=_CFLAGS,
         ),
         Extension(
+            "mmuemu.emu._tracerec",
+            ["mmuemu/emu/_native/tracerec.c"],
+            extra_compile_args=_CFLAGS,
+        ),
+        Extension(
             "mmuemu.emu._exact",
             ["mmuemu/emu/_native/exact.c"],
             depends=["mmuemu/emu/_native/pte_bits.h", "mmuemu/emu/_native/softtlb.h"],

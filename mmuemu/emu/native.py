@@ -42,7 +42,7 @@ from mmuemu.hw.walker import WalkResult
 
 _R = TypeVar("_R", bound="NativeResource")
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 ARCH_CODES: dict[Arch, int] = {Arch.X86_64: 0, Arch.ARM64: 1}
 #: What a count_block callback returns to report failure (emulation stops).
 COUNT_ERROR = 0xFFFF_FFFF
@@ -51,6 +51,8 @@ COUNT_ERROR = 0xFFFF_FFFF
 UNCACHED_BLOCK = 1 << 31
 _NO_PTE = 0xFFFF_FFFF_FFFF_FFFF
 _NO_BLOCK = 0xFFFF_FFFF  # EMPTY_SIZE in fastpath.c
+#: fault_vaddr outside the fault handler (MMUEMU_NO_FAULT)
+NO_FAULT = 0xFFFF_FFFF_FFFF_FFFF
 _U64 = 1 << 64
 _REBUILD = "rebuild: pip install -e . or python setup.py build_ext --inplace"
 
@@ -133,6 +135,11 @@ class MmuemuState(ctypes.Structure):
         ("ctl_flush", ctypes.c_uint32),
         ("pad2", ctypes.c_uint32),
         ("fault_fn", ctypes.c_void_p),
+        ("reg_read", ctypes.c_void_p),
+        ("pc_reg", ctypes.c_uint32),
+        ("pad3", ctypes.c_uint32),
+        ("fault_vaddr", ctypes.c_uint64),
+        ("fault_pc", ctypes.c_uint64),
     ]
 
 
@@ -277,6 +284,7 @@ class NativeFastPath(NativeResource):
         st.arch = ARCH_CODES[arch]
         st.hw_af = 1 if hw_af else 0
         st.last_block_size = _NO_BLOCK  # the block hook's one-entry cache starts empty
+        st.fault_vaddr = NO_FAULT
         self._count_cb: Optional[ctypes._CFunctionType] = None
         self._count_fn: Optional[CountBlock] = None
         self._fault_cb: Optional[ctypes._CFunctionType] = None
@@ -348,6 +356,34 @@ class NativeFastPath(NativeResource):
         cb = FAULT_CFUNC(fn)
         self._fault_cb = cb
         self._state.fault_fn = _func_addr(cb)
+
+    def capture_fault_pc(self, uc: UcLike, pc_reg: int) -> None:
+        """Have ``mmuemu_tlb_fill_faulting`` read the guest pc (register
+        ``pc_reg``, through libunicorn's ``uc_reg_read``) before it calls the
+        fault handler, and publish it with the address: while the handler
+        runs, :attr:`fault_vaddr` is the faulting address and
+        :attr:`fault_pc` the pc; otherwise ``fault_vaddr`` is
+        :data:`NO_FAULT`."""
+        if getattr(uc, "_uch", None) is None:
+            raise TypeError(f"expected an open unicorn.Uc, got {type(uc).__name__}")
+        self._state.pc_reg = pc_reg
+        self._state.reg_read = _func_addr(uclib.uc_reg_read)
+
+    @property
+    def fault_vaddr(self) -> int:
+        return int(self._state.fault_vaddr)
+
+    @property
+    def fault_pc(self) -> int:
+        return int(self._state.fault_pc)
+
+    def field_addr(self, name: str) -> int:
+        """The address of one 64-bit field of the native state (for readers
+        that bypass ctypes: the C trace recorder)."""
+        field = getattr(MmuemuState, name)
+        if field.size != 8:
+            raise ValueError(f"{name} is not a 64-bit field")
+        return self.state_addr + int(field.offset)
 
     def set_stop_fn(self, addr: Optional[int]) -> None:
         """Function ``int stop(uc_engine *)`` the block hook calls to end a run."""

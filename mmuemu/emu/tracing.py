@@ -55,6 +55,11 @@ from mmuemu.trace.background import supported as background_supported
 from mmuemu.trace.schema import ALL_EVENTS, KINDS, EventFilter, TraceHeader
 from mmuemu.trace.writer import TraceWriter, open_writer, trace_encoding
 
+try:
+    from mmuemu.emu import _tracerec
+except ImportError:  # not built: the Python method records every fault
+    _tracerec = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from mmuemu.emu.machine import Machine, RunResult
 
@@ -446,7 +451,34 @@ class FaultTracer:
         #: the disassembly cache, the readers, and the batch size in list items
         self._hot = (self._pending, self._vmas, self._disasm, self._read_pc, self._insns,
                      self._pte_word, batch * _RECORD)
+        self._use_native_recorder(machine, batch * _RECORD)
         machine.kern.trace = self
+
+    def _use_native_recorder(self, machine: "Machine", batch_items: int) -> None:
+        """Record faults with :func:`mmuemu.emu._tracerec.record_fault` where it
+        can: fast mode (its fill hook publishes the pc), every fault kind kept,
+        and the extension built; and page and range TLB flushes with
+        ``record_flush`` (when the filter keeps them). Each records the
+        common case and hands the rest to the Python method (:meth:`fault`,
+        :meth:`tlb_flush`), so the records are the same either way."""
+        if _tracerec is None or machine.exact is not None or machine.raw_mode \
+                or not self._all_faults or type(self).fault is not FaultTracer.fault:
+            return  # (a subclass's own fault() must see every fault)
+        native = machine.native
+        native.capture_fault_pc(machine.uc, machine.regs[machine.spec.pc_reg])
+        ctx = (self._pending, self._vmas, self._disasm, native.field_addr("insns"),
+               native.field_addr("fault_vaddr"), native.field_addr("fault_pc"),
+               machine.phys.address(), machine.phys.size, batch_items,
+               FaultTracer.fault.__get__(self), self._drain, _FAULT)
+        #: the instance attribute the kernel's trace.fault(...) finds first
+        self.fault = functools.partial(_tracerec.record_fault, ctx)  # type: ignore[method-assign]
+        if {"flush.tlb_page", "flush.tlb_range"} <= self.events.kinds \
+                and type(self).tlb_flush is FaultTracer.tlb_flush:
+            flush_ctx = (self._pending, self._vmas, self._disasm, native.field_addr("insns"),
+                         batch_items, FaultTracer.tlb_flush.__get__(self), self._drain, machine,
+                         _OTHER, "page", "range", _FLUSH_KINDS["page"], _FLUSH_KINDS["range"])
+            self.tlb_flush = functools.partial(  # type: ignore[method-assign]
+                _tracerec.record_flush, flush_ctx)
 
     def close(self) -> None:
         """Write the waiting events and the end record; later events are dropped.
@@ -460,6 +492,8 @@ class FaultTracer:
             self._drain()
         finally:
             self._hot = None
+            self.__dict__.pop("fault", None)  # the native recorders, if attached
+            self.__dict__.pop("tlb_flush", None)
             self._pending.clear()
             self._vmas.clear()
             background, self._background = self._background, None

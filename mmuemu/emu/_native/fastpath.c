@@ -38,11 +38,12 @@ typedef struct mmuemu_uc_tlb_entry {    /* struct uc_tlb_entry */
 #include "softtlb.h"
 
 /* ---- the shared state (mirrored by MmuemuState in native.py) ----------- */
-#define MMUEMU_STATE_VERSION 3u
+#define MMUEMU_STATE_VERSION 4u
 #define MMUEMU_ARCH_X86_64 0u
 #define MMUEMU_ARCH_ARM64 1u
 #define MMUEMU_LEVELS 4
 #define MMUEMU_NO_PTE UINT64_MAX        /* last_pte_pa when no entry was read */
+#define MMUEMU_NO_FAULT UINT64_MAX      /* fault_vaddr outside the fault handler */
 #define MMUEMU_COUNT_ERROR UINT32_MAX   /* count_block's "I failed" answer */
 /* count_block's answer for a block it wants to see at every execution (it
  * holds instructions counted by kind, e.g. cache maintenance): not cached */
@@ -54,6 +55,7 @@ typedef int (*mmuemu_ctl_fn)(uc_engine *uc, int control, ...);
 /* the page-fault handler (Python, through ctypes): 1 = resolved, walk again;
  * 0 = not resolved (a signal, or an error that stopped emulation) */
 typedef uint32_t (*mmuemu_fault_fn)(uint64_t vaddr, uint32_t type);
+typedef int (*mmuemu_reg_read_fn)(uc_engine *uc, int regid, void *value);
 
 struct mmuemu_state {
     uint32_t version;           /* MMUEMU_STATE_VERSION, set by Python */
@@ -94,6 +96,14 @@ struct mmuemu_state {
     uint32_t ctl_flush;         /* UC_CTL_TLB_FLUSH | UC_CTL_IO_WRITE << 30 */
     uint32_t pad2;
     mmuemu_fault_fn fault_fn;   /* mmuemu_tlb_fill_faulting's handler, or NULL */
+    /* what a fault tracer reads while fault_fn runs: the faulting address and
+     * the guest pc, read once in C (reg_read NULL: not captured). fault_vaddr
+     * is MMUEMU_NO_FAULT outside the handler, so a stale pc is never used. */
+    mmuemu_reg_read_fn reg_read; /* libunicorn uc_reg_read, or NULL */
+    uint32_t pc_reg;            /* UC_X86_REG_RIP / UC_ARM64_REG_PC */
+    uint32_t pad3;
+    uint64_t fault_vaddr;
+    uint64_t fault_pc;
 };
 
 /* ---- page-table bits ------------------------------------------------------ */
@@ -256,16 +266,26 @@ MMUEMU_EXPORT bool mmuemu_tlb_fill(uc_engine *uc, uint64_t vaddr, int type,
  * The same calls, in the same order and with the same counting, as three
  * hooks registered in a row (walk, Python fault hook, walk), without the
  * Unicorn binding's per-call Python wrapper: one ctypes callback with two
- * integer arguments per page fault.
+ * integer arguments per page fault. With s->reg_read set, the guest pc is
+ * read first and published, with the address, in fault_pc / fault_vaddr
+ * for the duration of the handler (a tracer's record of the fault).
  */
 MMUEMU_EXPORT bool mmuemu_tlb_fill_faulting(uc_engine *uc, uint64_t vaddr, int type,
                                             mmuemu_uc_tlb_entry *result, void *user_data)
 {
     struct mmuemu_state *s = user_data;
 
+    uint32_t resolved;
+
     if (mmuemu_tlb_fill(uc, vaddr, type, result, user_data))
         return true;
-    if (!s->fault_fn || !s->fault_fn(vaddr, (uint32_t)type))
+    if (!s->fault_fn)
+        return false;
+    if (s->reg_read && s->reg_read(uc, (int)s->pc_reg, &s->fault_pc) == 0)
+        s->fault_vaddr = vaddr;
+    resolved = s->fault_fn(vaddr, (uint32_t)type);
+    s->fault_vaddr = MMUEMU_NO_FAULT;
+    if (!resolved)
         return false;
     return mmuemu_tlb_fill(uc, vaddr, type, result, user_data);
 }
@@ -502,6 +522,11 @@ MMUEMU_EXPORT uint32_t mmuemu_state_offset(uint32_t field)
         offsetof(struct mmuemu_state, ctl_flush),
         offsetof(struct mmuemu_state, pad2),
         offsetof(struct mmuemu_state, fault_fn),
+        offsetof(struct mmuemu_state, reg_read),
+        offsetof(struct mmuemu_state, pc_reg),
+        offsetof(struct mmuemu_state, pad3),
+        offsetof(struct mmuemu_state, fault_vaddr),
+        offsetof(struct mmuemu_state, fault_pc),
     };
     return field < sizeof offs / sizeof offs[0] ? offs[field] : UINT32_MAX;
 }

@@ -1,0 +1,93 @@
+"""The fault tracer's record step in C (``mmuemu.emu._tracerec``) against the
+Python method it stands in for.
+
+In fast mode the tracer records faults with the C function and hands it the
+cases it does not cover (a cache miss, a fault without a PTE address, a pc
+not published by the fill hook). These tests trace the same runs with the C
+recorder and with the Python method only and compare the files byte for
+byte, under memory pressure (swap-in, reclaim), with fork, files and a
+segfault; and check that the C path does take the common case.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mmuemu.emu import tracing
+from mmuemu.trace.golden import GoldenRun
+from tests.conftest import ARCHES
+from tests.trace.conftest import GOLDEN_RUNS, PRESSURE_GOLDEN_RUNS, GoldenChecker
+from tests.trace.harness import run_traced
+
+pytestmark = pytest.mark.skipif(tracing._tracerec is None,
+                                reason="mmuemu.emu._tracerec is not built")
+
+RUNS: list[GoldenRun] = [
+    *PRESSURE_GOLDEN_RUNS,
+    *(GOLDEN_RUNS[p] for p in ("cow_fork", "mmap_fork", "devzero_shared", "file_shared",
+                               "file_cow", "stack_grow", "mprotect_split", "segv",
+                               "icache_sync", "madvise_dontneed")),
+]
+
+
+@pytest.mark.parametrize("run", RUNS, ids=lambda r: r.name)
+@pytest.mark.parametrize("arch", ARCHES)
+def test_c_recorder_writes_the_bytes_of_the_python_method(
+        tmp_path: Path, golden: GoldenChecker, arch: str, run: GoldenRun,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with_c = golden.trace(arch, run, out=tmp_path / "c.jsonl")
+    monkeypatch.setattr(tracing, "_tracerec", None)
+    python_only = golden.trace(arch, run, out=tmp_path / "py.jsonl")
+    assert with_c.read_bytes() == python_only.read_bytes()
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_c_recorder_takes_the_common_case(tmp_path: Path, golden: GoldenChecker, arch: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """anon_touch 300: each new page is one anonymous write fault on a VMA and
+    an instruction seen before, so after the first few faults every record
+    is made in C and the Python method runs only for the first of each."""
+    python_calls: list[int] = []
+    method = tracing.FaultTracer.fault
+
+    def counting(self: tracing.FaultTracer, *args: Any) -> None:
+        python_calls.append(args[1])
+        method(self, *args)
+
+    monkeypatch.setattr(tracing.FaultTracer, "fault", counting)
+    out = golden.trace(arch, GoldenRun("anon_touch", ("300",)), out=tmp_path / "t.jsonl")
+    anon = sum(1 for line in out.read_text().splitlines() if '"fault.anon"' in line)
+    assert anon >= 300
+    assert 0 < len(python_calls) < 50
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_c_recorder_takes_the_common_flush(tmp_path: Path, golden: GoldenChecker, arch: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """cow_fork 64: every COW fault in the child flushes the old PTE's page
+    (flush.tlb_page in the faulting VMA); those are recorded in C."""
+    python_calls: list[str] = []
+    method = tracing.FaultTracer.tlb_flush
+
+    def counting(self: tracing.FaultTracer, mm: Any, kind: str, start: int, end: int) -> None:
+        python_calls.append(kind)
+        method(self, mm, kind, start, end)
+
+    monkeypatch.setattr(tracing.FaultTracer, "tlb_flush", counting)
+    out = golden.trace(arch, GoldenRun("cow_fork", ("64",)), out=tmp_path / "t.jsonl")
+    pages = sum(1 for line in out.read_text().splitlines() if '"flush.tlb_page"' in line)
+    assert pages >= 64
+    assert python_calls.count("page") < 16
+
+
+def test_close_puts_the_python_method_back(tmp_path: Path) -> None:
+    """After close() the kernel's trace.fault(...) is the Python method again,
+    which records nothing more (the C recorder would keep appending)."""
+    _, machine = run_traced("x86_64", "anon_touch", ["4"], tmp_path / "t.jsonl", tmp_path)
+    tracer = machine.tracer
+    assert tracer is not None
+    assert "fault" not in tracer.__dict__ and "tlb_flush" not in tracer.__dict__
+    tracer.fault(machine.task, 0x1000, "read", None, None, False, 11, True)
+    assert tracer.n_events == tracer.stats()["events"]
