@@ -368,7 +368,7 @@ class FaultTracer:
     """A :class:`TraceSink` writing enriched events to a trace file.
 
     Events are recorded (see the module docstring) and handed over in
-    batches. In the background (the default where the platform can fork), a
+    batches. In the background (the default where the platform has posix_spawn), a
     :class:`~mmuemu.trace.background.BackgroundWriter` child derives, formats
     and writes them while the run goes on, and :meth:`close` waits for it to
     finish the last batch. Inline, batches are a writer chunk
@@ -396,7 +396,7 @@ class FaultTracer:
         #: inline: the sink records are derived and written through, set by attach()
         self._sink: Optional[_DerivingSink] = None
         self._finished_background: Optional[BackgroundWriter] = None
-        #: forked now, before the machine exists (see BackgroundWriter)
+        #: started now, so it imports while the machine is built (see BackgroundWriter)
         self._background: Optional[BackgroundWriter] = \
             BackgroundWriter(_deriving_sink) if self.background else None
         #: what the writer reported at close (see stats())

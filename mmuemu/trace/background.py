@@ -2,13 +2,20 @@
 
 Tracing a fault-heavy run is mostly formatting: naming kinds, placing
 addresses, building columns, compressing. None of it changes what the run
-does, so :class:`BackgroundWriter` forks a child at the start of the run and
-does it there, on the machine's other core, while the emulator goes on. The
-fork comes before the emulator builds its machine; the first frame sent
-(:meth:`BackgroundWriter.start`, pickled) tells the child how to build its
-:class:`Sink`, so the trace file is opened, written and closed only by the
-child. After that the emulator's side is one ``marshal.dumps`` and one pipe
-write per batch of records (about a quarter of a microsecond per event).
+does, so :class:`BackgroundWriter` starts a child at the start of the run and
+does it there, on the machine's other core, while the emulator goes on.
+
+The child is a fresh interpreter (``posix_spawn``), not a fork: after a
+fork every page the two processes share costs the emulator a copy-on-write
+fault when it writes there (the interpreter's heap, touched by reference
+counts), and on this machine those cost tens of microseconds each, about
+a tenth of a fault-heavy run. The child imports what its sink needs while
+a reader thread already takes the emulator's batches off the pipe, so the
+emulator does not wait for it. The first frame (:meth:`BackgroundWriter.start`,
+pickled) carries the sink factory, by reference, and its setup: the trace
+file is opened, written and closed only by the child. After that the
+emulator's side is one ``marshal.dumps`` and one pipe write per batch of
+records (about a quarter of a microsecond per event).
 
 The batches arrive in the order they were sent and the sink sees exactly
 what an in-process sink would: the bytes of the trace do not depend on
@@ -22,11 +29,13 @@ SIGINT, so an interrupted run still gets its trace finished by
 """
 from __future__ import annotations
 
-import gc
 import marshal
 import os
 import pickle
+import queue
 import signal
+import sys
+import threading
 import time
 import weakref
 from typing import Any, Callable, Optional, Protocol
@@ -44,7 +53,7 @@ class TraceWriterError(Exception):
 
 
 class Sink(Protocol):
-    """What the child feeds: built after the fork, in the child."""
+    """What the child feeds: built in the child, from the first frame."""
 
     def consume(self, batch: list[Any]) -> None:
         """One batch, as the emulator sent it."""
@@ -57,8 +66,22 @@ class Sink(Protocol):
 
 
 def supported() -> bool:
-    """True where a background writer can run (the platform has fork)."""
-    return hasattr(os, "fork")
+    """True where a background writer can run (the platform has posix_spawn)."""
+    return hasattr(os, "posix_spawn")
+
+
+#: what the child runs: _child_main(data fd, result fd)
+_BOOT = ("import sys; from mmuemu.trace.background import _child_main; "
+         "_child_main(int(sys.argv[1]), int(sys.argv[2]))")
+
+
+def _child_env() -> dict[str, str]:
+    """The emulator's environment, with its module search path: the child
+    must import the same mmuemu (and the sink factory's module)."""
+    env = dict(os.environ)
+    paths = [p or os.getcwd() for p in sys.path]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
 
 
 class _ChildState:
@@ -73,16 +96,15 @@ class _ChildState:
 
 
 class BackgroundWriter:
-    """Forks a child at once; :meth:`start` tells it how to build its sink.
+    """Starts a child at once; :meth:`start` tells it how to build its sink.
 
-    The fork comes first, before the emulator builds its machine, so that
-    little of what the emulator writes during the run was shared with the
-    child (each such page costs the emulator a copy-on-write fault).
-    ``make_sink(setup)`` runs in the child with what :meth:`start` sent.
-    Raises OSError if the pipes or the fork cannot be made.
+    ``make_sink(setup)`` runs in the child with what :meth:`start` sent; it
+    must be picklable by reference (a module-level function or class).
+    Raises OSError if the pipes or the child cannot be made.
     """
 
     def __init__(self, make_sink: Callable[[Any], Sink]) -> None:
+        self._make_sink = make_sink
         data_r, data_w = os.pipe()
         result_r, result_w = os.pipe()
         try:
@@ -90,13 +112,20 @@ class BackgroundWriter:
             fcntl.fcntl(data_w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)  # type: ignore[attr-defined]
         except (ImportError, AttributeError, OSError):
             pass  # the default pipe size only makes the emulator wait more often
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            os.close(data_w)
-            os.close(result_r)
-            _child_main(data_r, result_w, make_sink)
-        os.close(data_r)
-        os.close(result_w)
+        try:
+            # the child's two ends are inherited; the others are close-on-exec
+            os.set_inheritable(data_r, True)
+            os.set_inheritable(result_w, True)
+            pid = os.posix_spawn(sys.executable,
+                                 [sys.executable, "-c", _BOOT, str(data_r), str(result_w)],
+                                 _child_env())
+        except BaseException:
+            for fd in (data_w, result_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(data_r)
+            os.close(result_w)
         self.pid = pid
         self._data: Optional[Any] = os.fdopen(data_w, "wb", buffering=1 << 16)
         self._result_fd = result_r
@@ -115,7 +144,7 @@ class BackgroundWriter:
         if self._started:
             raise ValueError("the background writer was started already")
         self._started = True
-        self._frame(pickle.dumps(setup, protocol=pickle.HIGHEST_PROTOCOL))
+        self._frame(pickle.dumps((self._make_sink, setup), protocol=pickle.HIGHEST_PROTOCOL))
 
     def send(self, batch: list[Any]) -> None:
         """Hand ``batch`` (ints, floats, strings, None, bools and tuples of those) over."""
@@ -154,7 +183,7 @@ class BackgroundWriter:
                 pass
             self._data = self._state.data = None
         # the report is framed, so it is read without waiting for the child to
-        # exit (tearing down a forked process's address space takes a few ms)
+        # exit (tearing down a process's address space takes a few ms)
         with os.fdopen(self._result_fd, "rb") as fh:
             head = fh.read(_LEN_BYTES)
             raw = fh.read(int.from_bytes(head, "little")) if len(head) == _LEN_BYTES else b""
@@ -193,31 +222,52 @@ def _shutdown(state: _ChildState) -> None:
             pass
 
 
-def _child_main(data_fd: int, result_fd: int, make_sink: Callable[[Any], Sink]) -> None:
-    """The child's whole life: read frames until the end marker, then exit."""
+def _read_frames(data_fd: int, frames: "queue.SimpleQueue[Optional[bytes]]") -> None:
+    """The child's reader thread: frames off the pipe as they come (the end
+    marker as b"", a broken stream as None), so the emulator never waits on
+    a full pipe while the child is still importing."""
+    try:
+        inp = os.fdopen(data_fd, "rb", buffering=1 << 20)
+        while True:
+            head = inp.read(_LEN_BYTES)
+            n = int.from_bytes(head, "little") if len(head) == _LEN_BYTES else -1
+            if n == 0:
+                frames.put(b"")
+                return
+            payload = inp.read(n) if n > 0 else b""
+            if n < 0 or len(payload) < n:
+                frames.put(None)
+                return
+            frames.put(payload)
+    except BaseException:
+        frames.put(None)
+
+
+def _child_main(data_fd: int, result_fd: int) -> None:
+    """The child's whole life: build the sink from the first frame, feed it
+    the rest until the end marker, report, exit."""
     code = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        gc.freeze()  # the inherited heap: never walked, so never copied by the collector
         report: tuple[str, Any]
         sink: Optional[Sink] = None
+        frames: "queue.SimpleQueue[Optional[bytes]]" = queue.SimpleQueue()
+        threading.Thread(target=_read_frames, args=(data_fd, frames), daemon=True).start()
         try:
-            inp = os.fdopen(data_fd, "rb", buffering=1 << 20)
             while True:
-                head = inp.read(_LEN_BYTES)
-                n = int.from_bytes(head, "little") if len(head) == _LEN_BYTES else -1
-                if n == 0:
+                payload = frames.get()
+                if payload == b"":
                     info = sink.finish() if sink is not None else {"events": 0}
                     info["cpu_seconds"] = round(time.process_time(), 6)
                     report, code = ("ok", info), 0
                     break
-                payload = inp.read(n) if n > 0 else b""
-                if n < 0 or len(payload) < n:
+                if payload is None:
                     _abandon_quietly(sink)
                     report = ("error", "the emulator stopped before the trace was complete")
                     break
-                if sink is None:  # the first frame: the setup
-                    sink = make_sink(pickle.loads(payload))
+                if sink is None:  # the first frame: the factory and its setup
+                    make_sink, setup = pickle.loads(payload)
+                    sink = make_sink(setup)
                 else:
                     sink.consume(marshal.loads(payload))
         except OSError as e:
