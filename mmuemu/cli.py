@@ -21,7 +21,8 @@ from mmuemu._types import Arch
 from mmuemu.config import KernelConfig, RunConfig
 from mmuemu.trace.background import TraceWriterError
 from mmuemu.trace.cli import (
-    add_run_trace_options, add_trace_commands, run_trace_command, tracer_from_args,
+    add_run_trace_options, add_trace_commands, run_trace_command, start_trace_writer,
+    tracer_from_args,
 )
 
 EXIT_USAGE = 2
@@ -223,8 +224,6 @@ def summary(stats: dict[str, Any], argv: Sequence[str]) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``mmuemu run``."""
-    from mmuemu.emu.machine import Machine, MachineError
-
     if args.mem < MIN_MEM_BYTES or args.mem % 4096:
         print("mmuemu: error: --mem must be a multiple of 4K and at least 2M", file=sys.stderr)
         return EXIT_USAGE
@@ -261,8 +260,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                         insn_limit=args.insn_limit, time_limit=args.time_limit,
                         quantum=args.quantum, log=args.log or "", inspect_at=inspect,
                         debug_vm=args.debug_vm, soft_tlb_max=args.soft_tlb_max)
+    # the trace writer process starts up while the emulator is imported
+    writer = start_trace_writer(args)
+    from mmuemu.emu.machine import Machine, MachineError
+
     try:
-        tracer = tracer_from_args(args)
+        tracer = tracer_from_args(args, writer)
     except ValueError as e:
         print(f"mmuemu: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -46,14 +46,17 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import capstone  # type: ignore[import-untyped, unused-ignore]
 
 from mmuemu._types import Arch
-from mmuemu.kernel.mm_types import VM, FaultKind, MmStruct, VmAreaStruct, VmFault
+from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct, VmFault
 from mmuemu.kernel.mmap import find_vma
 from mmuemu.kernel.pgtable import pte_offset_lookup
 from mmuemu.kernel.sched import TaskStruct
 from mmuemu.trace.background import BackgroundWriter
 from mmuemu.trace.background import supported as background_supported
 from mmuemu.trace.schema import ALL_EVENTS, KINDS, EventFilter, TraceHeader
-from mmuemu.trace.writer import TraceWriter, open_writer, trace_encoding
+from mmuemu.trace.derive import (_FAULT, _FAULT_KIND_NAMES, _OTHER, _RECORD,  # noqa: F401
+                                  _SIGNAL_OUTCOMES, Placement, RecordDeriver, deriving_sink,
+                                  _DerivingSink, fault_kind_name, place)
+from mmuemu.trace.writer import trace_encoding
 
 try:
     from mmuemu.emu import _tracerec
@@ -63,24 +66,8 @@ except ImportError:  # not built: the Python method records every fault
 if TYPE_CHECKING:
     from mmuemu.emu.machine import Machine, RunResult
 
-_FAULT_KINDS: dict[tuple[FaultKind, str], str] = {
-    (FaultKind.ANON, ""): "fault.anon",
-    (FaultKind.ZERO, ""): "fault.zero",
-    (FaultKind.FILE, ""): "fault.file",
-    (FaultKind.COW, ""): "fault.cow",
-    (FaultKind.WP, "zero"): "fault.wp_zero",
-    (FaultKind.WP, "reuse"): "fault.wp_reuse",
-    (FaultKind.WP, ""): "fault.wp_reuse",
-    (FaultKind.SHARED, ""): "fault.shared",
-    (FaultKind.SWAP, ""): "fault.swap",
-    (FaultKind.SPURIOUS, ""): "fault.spurious",
-}
-#: the same, keyed by the FaultKind's value (a str: records hold no enum members)
-_FAULT_KIND_NAMES: dict[tuple[str, str], str] = {
-    (k.value, d): name for (k, d), name in _FAULT_KINDS.items()}
 #: Every kind a fault can be reported as (what :func:`fault_kind` can return).
 FAULT_KINDS: frozenset[str] = frozenset(k for k in KINDS if k.startswith("fault."))
-_SIGNAL_OUTCOMES = {11: "segv", 7: "sigbus", 9: "oom"}
 _FLUSH_KINDS = {"page": "flush.tlb_page", "range": "flush.tlb_range", "mm": "flush.tlb_mm",
                 "icache": "flush.icache"}
 _EXIT_OUTCOMES = {"exit": "exit", "signal": "signal"}
@@ -132,16 +119,6 @@ def pc_reader(uc: Any, reg: int) -> Callable[[], int]:
     return lambda: int(uc.reg_read(reg))
 
 
-def fault_kind_name(value: str, detail: str) -> str:
-    """The trace kind of a fault resolved by the handler whose FaultKind value is
-    ``value`` (``"wp"``), with the handler's ``detail`` (``"zero"``)."""
-    name = _FAULT_KIND_NAMES.get((value, detail)) or _FAULT_KIND_NAMES.get((value, ""))
-    if name is None:
-        name = f"fault.{value}"
-        return name if name in KINDS else "fault.spurious"
-    return name
-
-
 def fault_kind(vmf: Optional[VmFault]) -> str:
     """The trace kind of a handled fault (``fault.bad_area`` when no handler ran).
 
@@ -153,13 +130,6 @@ def fault_kind(vmf: Optional[VmFault]) -> str:
     return fault_kind_name(vmf.kind.value, vmf.detail)
 
 
-#: How a VMA's addresses are named: (role, origin, down, heap). The page index
-#: of ``addr`` is ``(addr - origin) >> 12``, or for a stack (``down``)
-#: ``(origin - 1 - addr) >> 12`` with ``origin`` the VMA's end. A bss VMA merged
-#: with the heap has ``heap`` = start_brk: addresses from there on are
-#: ``heap[(addr - heap) >> 12]``. A plain tuple of plain values (see the module
-#: docstring).
-Placement = tuple[str, int, bool, int]
 #: What a :data:`Placement` is computed from, read at the event: vm_start,
 #: vm_end, vm_flags, vm_ops, vm_file, vm_private_data, mm.start_brk, mm.end_data.
 #: (``vm_ops`` and ``vm_file`` are fixed objects once mmap has returned, and
@@ -196,19 +166,6 @@ def vma_placement(snap: VmaSnapshot, exe_path: str) -> Placement:
     return ("anon", start, False, 0)
 
 
-def place(placement: Optional[Placement], addr: int) -> tuple[str, int]:
-    """(role, page index) of ``addr`` in a VMA placed as ``placement``; ``("", -1)``
-    for None (no VMA holds ``addr``)."""
-    if placement is None:
-        return "", -1
-    role, origin, down, heap = placement
-    if down:
-        return role, (origin - 1 - addr) >> 12
-    if heap and addr >= heap:
-        return "heap", (addr - heap) >> 12
-    return role, (addr - origin) >> 12
-
-
 def vma_place(mm: MmStruct, vma: VmAreaStruct, addr: int, exe_path: str) -> tuple[str, int]:
     """(role, page index) of ``addr`` inside ``vma``: where it is, portably.
 
@@ -222,20 +179,6 @@ def vma_place(mm: MmStruct, vma: VmAreaStruct, addr: int, exe_path: str) -> tupl
     """
     return place(vma_placement(vma_snapshot(mm, vma), exe_path), addr)
 
-
-#: Records, one per event, until :meth:`FaultTracer._drain` derives the rest; each
-#: is :data:`_RECORD` values appended to one flat list (a tuple per event would be
-#: one more object for the collector to count, and collect the whole heap for).
-#: A fault: _FAULT, insns, pid, kind, detail, addr, access, user, pc, insn,
-#: signal, major, pte, placement. ``kind`` is the handler's FaultKind value with
-#: its ``detail``, or ``kind`` is the kind's name and ``detail`` None; ``pte`` is
-#: the PTE's raw value (None: no PTE, or a signal). Any other event: _OTHER,
-#: insns, pid, kind, addr, length, outcome, prot, flags, result, role,
-#: page, placement, None, where ``role`` None means "place ``addr`` by
-#: ``placement``".
-_FAULT = 0
-_OTHER = 1
-_RECORD = 14
 
 _HotState = tuple[list[Any], dict[VmAreaStruct, tuple[VmaSnapshot, Placement]],
                   dict[tuple[int, int], str], Callable[[], int], Callable[[], int],
@@ -262,103 +205,6 @@ def insns_reader(native: Any) -> Callable[[], int]:
     return prop
 
 
-class RecordDeriver:
-    """Derives the rest of each waiting record's fields: rows for a writer.
-
-    The kind's name, the page index, the outcome and the pfn are pure
-    functions of what the record holds, so this runs wherever the trace is
-    written (in the emulator, or in the writer process after the records
-    crossed a pipe) and gives the same rows. ``seq`` numbers the events
-    across calls.
-    """
-
-    def __init__(self, arch: str, pte_present: Callable[[int], bool],
-                 pte_pfn: Callable[[int], int], cpi: float = 1) -> None:
-        self.arch = arch
-        #: cycles = round(insns * cpi): the trace's cycle column (see the header)
-        self.cpi = cpi
-        self.pte_present = pte_present
-        self.pte_pfn = pte_pfn
-        #: the sequence number of the next event
-        self.seq = 0
-
-    def rows(self, recs: Sequence[Any]) -> list[Any]:
-        """``recs`` (flat, :data:`_RECORD` values each) as rows, flat, in
-        ``schema.FIELDS`` order (see :meth:`TraceWriter.write_flat`)."""
-        seq = self.seq
-        arch, cpi = self.arch, self.cpi
-        present, pte_pfn = self.pte_present, self.pte_pfn
-        out: list[Any] = []
-        last_kind: Optional[str] = None
-        last_detail: Optional[str] = None
-        last_name = ""
-        it = iter(recs)
-        for rec in zip(*(it,) * _RECORD):
-            insns = rec[1]
-            cycles = insns if cpi == 1 else round(insns * cpi)
-            if rec[0] == _FAULT:
-                (_, _, pid, kind, detail, addr, access, user, pc, insn, signal,
-                 major, pte, pl) = rec
-                if detail is None:
-                    name = kind
-                elif kind == last_kind and detail == last_detail:
-                    name = last_name
-                else:
-                    name = last_name = fault_kind_name(kind, detail)
-                    last_kind, last_detail = kind, detail
-                pfn: Optional[int] = None
-                if signal:
-                    outcome = _SIGNAL_OUTCOMES.get(signal, f"sig{signal}")
-                else:
-                    outcome = "major" if major else "minor"
-                    if pte is not None and present(pte):
-                        pfn = pte_pfn(pte)
-                if pl is None:
-                    role, page = "", -1
-                elif pl[2] or pl[3]:
-                    role, page = place(pl, addr)
-                else:
-                    role, page = pl[0], (addr - pl[1]) >> 12
-                out += (seq, insns, cycles, pid, arch, name, addr, 0, access, user, role, page,
-                        pc, insn, outcome, pfn, 0, 0, signal)
-            else:
-                (_, _, pid, name, addr, length, outcome, prot, flags, result, role,
-                 page, pl, _) = rec
-                if role is None:
-                    role, page = place(pl, addr)
-                out += (seq, insns, cycles, pid, arch, name, addr, length, "", False, role,
-                        page, None, "", outcome, None, prot, flags, result)
-            seq += 1
-        self.seq = seq
-        return out
-
-
-class _DerivingSink:
-    """The writer process's end: records in, rows to a trace writer, out to the file."""
-
-    def __init__(self, writer: TraceWriter, deriver: RecordDeriver) -> None:
-        self.writer = writer
-        self.deriver = deriver
-
-    def consume(self, batch: list[Any]) -> None:
-        self.writer.write_flat(self.deriver.rows(batch))
-
-    def finish(self) -> dict[str, Any]:
-        self.writer.close()
-        return {"events": self.writer.n_events}
-
-    def abandon(self) -> None:
-        self.writer.abandon()
-
-
-def _deriving_sink(setup: tuple[str, TraceHeader, str, Any, float]) -> _DerivingSink:
-    """The writer process's sink, from what :meth:`FaultTracer.attach` sends:
-    the trace path, its header, the architecture, the PTE format and the CPI."""
-    path, header, arch, fmt, cpi = setup
-    return _DerivingSink(open_writer(path, header),
-                         RecordDeriver(arch, fmt.pte_present, fmt.pte_pfn, cpi))
-
-
 #: Events per batch sent to the writer process: small enough that the process
 #: keeps up during the run, large enough that a send costs little per event.
 BACKGROUND_BATCH_EVENTS = 1024
@@ -383,22 +229,28 @@ class FaultTracer:
         events: which kinds to keep.
         argv: the guest arguments after the program, for the header.
         background: write in a child process (None: where the platform can).
+        writer: that child, started already (:func:`start_writer`, early in
+            the command line, so the child starts up while the emulator
+            imports); implies ``background``.
     """
 
     def __init__(self, path: str | os.PathLike[str], events: EventFilter = ALL_EVENTS,
-                 argv: Sequence[str] = (), background: Optional[bool] = None) -> None:
+                 argv: Sequence[str] = (), background: Optional[bool] = None,
+                 writer: Optional[BackgroundWriter] = None) -> None:
         self.path = os.fspath(path)
         trace_encoding(self.path)
         open(self.path, "wb").close()
         self.events = events
         self.argv = tuple(argv)
-        self.background = background_supported() if background is None else background
+        self.background = writer is not None or \
+            (background_supported() if background is None else background)
         #: inline: the sink records are derived and written through, set by attach()
         self._sink: Optional[_DerivingSink] = None
         self._finished_background: Optional[BackgroundWriter] = None
         #: started now, so it imports while the machine is built (see BackgroundWriter)
         self._background: Optional[BackgroundWriter] = \
-            BackgroundWriter(_deriving_sink) if self.background else None
+            writer if writer is not None else \
+            BackgroundWriter(deriving_sink) if self.background else None
         #: what the writer reported at close (see stats())
         self._writer_info: dict[str, Any] = {}
         #: records not yet written, flat (see _RECORD); one list for the tracer's life
@@ -445,7 +297,7 @@ class FaultTracer:
             self._background.start(setup)
             batch = BACKGROUND_BATCH_EVENTS
         else:
-            self._sink = _deriving_sink(setup)
+            self._sink = deriving_sink(setup)
             batch = max(1, self._sink.writer.chunk_events)
         #: what the fault path reads, in one attribute: the records, the placements,
         #: the disassembly cache, the readers, and the batch size in list items

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:
     from mmuemu.emu.tracing import FaultTracer
+    from mmuemu.trace.background import BackgroundWriter
 
 EXIT_TROUBLE = 2
 
@@ -47,8 +48,27 @@ def add_run_trace_options(run: argparse.ArgumentParser) -> None:
                           "the trace is the same bytes either way")
 
 
-def tracer_from_args(args: argparse.Namespace) -> Optional["FaultTracer"]:
-    """The tracer ``--trace`` asks for, or None.
+def start_trace_writer(args: argparse.Namespace) -> Optional["BackgroundWriter"]:
+    """The writer process ``--trace`` (with ``--trace-writer process``) will
+    use, started now: call this before importing the emulator, so the child
+    starts up while the emulator does. None if not needed or not possible
+    (the tracer then starts its own, or writes inline)."""
+    if not getattr(args, "trace", None) or getattr(args, "trace_writer", "process") != "process":
+        return None
+    from mmuemu.trace.background import supported
+    if not supported():
+        return None
+    from mmuemu.trace.derive import start_writer
+    try:
+        return start_writer()
+    except OSError:
+        return None
+
+
+def tracer_from_args(args: argparse.Namespace,
+                     writer: Optional["BackgroundWriter"] = None) -> Optional["FaultTracer"]:
+    """The tracer ``--trace`` asks for, or None; ``writer`` is the writer
+    process from :func:`start_trace_writer`, if one was started.
 
     Raises ValueError with a one-line message for a bad suffix, a bad event
     word or a file that cannot be created (the file is created here, before
@@ -62,7 +82,7 @@ def tracer_from_args(args: argparse.Namespace) -> Optional["FaultTracer"]:
     try:
         background = None if getattr(args, "trace_writer", "process") == "process" else False
         return FaultTracer(args.trace, events, argv=list(getattr(args, "guest_args", [])),
-                           background=background)
+                           background=background, writer=writer)
     except OSError as e:
         raise ValueError(f"--trace {args.trace}: {e.strerror}") from None
 

@@ -145,3 +145,15 @@ def test_golden_names_a_missing_golden(tmp_path: Path) -> None:
     msg = check_golden(tmp_path / "none.jsonl", tmp_path / "x.jsonl")
     assert msg is not None and "--update-traces" in msg
     assert GoldenRun("file_scan", ("a/b", "1")).name == "file_scan-a_b-1"
+
+
+def test_every_fault_handler_kind_has_a_trace_kind() -> None:
+    """The writer side names kinds by FaultKind value (it does not import the
+    kernel model): each value, with no detail, is a kind of its own."""
+    from mmuemu.kernel.mm_types import FaultKind
+    from mmuemu.trace.derive import fault_kind_name
+    from mmuemu.trace.schema import KINDS
+    names = {k: fault_kind_name(k.value, "") for k in FaultKind}
+    assert set(names.values()) <= set(KINDS)
+    assert names[FaultKind.WP] == "fault.wp_reuse" and fault_kind_name("wp", "zero") == "fault.wp_zero"
+    assert len(set(names.values())) == len(FaultKind)  # none falls back to another's kind
