@@ -71,6 +71,8 @@ class Row:
     maxrss_mib: Optional[float] = None
     trace_bytes: Optional[int] = None
     notes: list[str] = field(default_factory=list)
+    #: the timing of each successful repetition, by repetition number
+    seconds_by_rep: dict[int, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,7 +135,8 @@ def summarise(records: list[RunRecord], workloads: list[str], arches: list[str],
                     row.notes.append(f"{len(runs) - len(good)} of {len(runs)} reps failed "
                                      f"({why})")
                 row.timing = "emulation" if good[0].emu_seconds is not None else "process"
-                row.seconds = Spread.of([t for r in good if (t := _timing_of(r)) is not None])
+                row.seconds_by_rep = {r.rep: t for r in good if (t := _timing_of(r)) is not None}
+                row.seconds = Spread.of(list(row.seconds_by_rep.values()))
                 row.process_seconds = Spread.of([r.process_seconds for r in good
                                                  if r.process_seconds is not None])
                 row.maxrss_mib = statistics.median(r.maxrss_kib for r in good
@@ -192,6 +195,8 @@ class TargetResult:
     value: Optional[float]
     limit: float
     verdict: str          # pass | FAIL | n/a: ...
+    #: the ratio within each repetition (the two runs back to back): median, min, max
+    paired: Optional[Spread] = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,8 +222,22 @@ def check_targets(rows: list[Row]) -> list[TargetResult]:
             value = row.ratio_to_raw if over == "raw" else row.ratio_to_base
             assert value is not None
             out.append(TargetResult(name, w, a, value, limit,
-                                    "pass" if value <= limit else "FAIL"))
+                                    "pass" if value <= limit else "FAIL",
+                                    paired_ratios(row, base)))
     return out
+
+
+def paired_ratios(row: Row, over: Row) -> Optional[Spread]:
+    """The ratio ``row / over`` within each repetition both completed.
+
+    The variants of a repetition run back to back, so a ratio within one
+    shares the machine's state of the moment; their spread shows how much
+    of a difference between medians is the machine's drift. None without
+    a common repetition.
+    """
+    ratios = [t / over.seconds_by_rep[rep] for rep, t in sorted(row.seconds_by_rep.items())
+              if over.seconds_by_rep.get(rep, 0) > 0]
+    return Spread.of(ratios) if ratios else None
 
 
 def collapse_targets(targets: list[TargetResult]) -> list[TargetResult]:
@@ -358,10 +377,17 @@ def markdown(meta: dict[str, Any], rows: list[Row], targets: list[TargetResult],
         for key, archs in seen.items():
             lines.append(f"- {key} ({', '.join(archs)})")
     lines += ["", "### Targets", "",
-              "| target | workload | arch | measured | verdict |", "|---|---|---|---|---|"]
+              "Measured: the ratio of the medians (the verdict). Per repetition: the ratio "
+              "within each repetition, median (min–max), which shows the machine's drift.",
+              "",
+              "| target | workload | arch | measured | per repetition | verdict |",
+              "|---|---|---|---|---|---|"]
     for t in collapse_targets(targets):
+        per_rep = "—" if t.paired is None else \
+            f"{t.paired.median:.2f}× ({t.paired.lo:.2f}–{t.paired.hi:.2f})"
         lines.append(f"| {t.target} | {t.workload} | {t.arch} | "
-                     f"{'—' if t.value is None else f'{t.value:.2f}×'} | {_esc(t.verdict)} |")
+                     f"{'—' if t.value is None else f'{t.value:.2f}×'} | {per_rep} | "
+                     f"{_esc(t.verdict)} |")
     if first_touch:
         lines += ["", "### Fault throughput: cost per first touch", "",
                   "| workload | arch | variant | pages | µs per page | faults | µs per fault "

@@ -29,6 +29,7 @@ SIGINT, so an interrupted run still gets its trace finished by
 """
 from __future__ import annotations
 
+import importlib
 import marshal
 import os
 import pickle
@@ -70,9 +71,9 @@ def supported() -> bool:
     return hasattr(os, "posix_spawn")
 
 
-#: what the child runs: _child_main(data fd, result fd)
+#: what the child runs: _child_main(data fd, result fd, the sink factory's module)
 _BOOT = ("import sys; from mmuemu.trace.background import _child_main; "
-         "_child_main(int(sys.argv[1]), int(sys.argv[2]))")
+         "_child_main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])")
 
 
 def _child_env() -> dict[str, str]:
@@ -117,7 +118,8 @@ class BackgroundWriter:
             os.set_inheritable(data_r, True)
             os.set_inheritable(result_w, True)
             pid = os.posix_spawn(sys.executable,
-                                 [sys.executable, "-c", _BOOT, str(data_r), str(result_w)],
+                                 [sys.executable, "-c", _BOOT, str(data_r), str(result_w),
+                                  getattr(make_sink, "__module__", None) or ""],
                                  _child_env())
         except BaseException:
             for fd in (data_w, result_r):
@@ -145,6 +147,17 @@ class BackgroundWriter:
             raise ValueError("the background writer was started already")
         self._started = True
         self._frame(pickle.dumps((self._make_sink, setup), protocol=pickle.HIGHEST_PROTOCOL))
+        # now, not with the first full buffer: the child builds its sink (opens
+        # the file, imports the PTE format) during the run, not at close()
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._data is None or self._broken is not None:
+            return
+        try:
+            self._data.flush()
+        except BrokenPipeError:
+            self._broken = "the trace writer process exited early"
 
     def send(self, batch: list[Any]) -> None:
         """Hand ``batch`` (ints, floats, strings, None, bools and tuples of those) over."""
@@ -243,9 +256,11 @@ def _read_frames(data_fd: int, frames: "queue.SimpleQueue[Optional[bytes]]") -> 
         frames.put(None)
 
 
-def _child_main(data_fd: int, result_fd: int) -> None:
-    """The child's whole life: build the sink from the first frame, feed it
-    the rest until the end marker, report, exit."""
+def _child_main(data_fd: int, result_fd: int, factory_module: str = "") -> None:
+    """The child's whole life: import the sink factory's module (while the
+    emulator starts up: the first frame comes when its machine is built),
+    build the sink from the first frame, feed it the rest until the end
+    marker, report, exit."""
     code = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -254,6 +269,8 @@ def _child_main(data_fd: int, result_fd: int) -> None:
         frames: "queue.SimpleQueue[Optional[bytes]]" = queue.SimpleQueue()
         threading.Thread(target=_read_frames, args=(data_fd, frames), daemon=True).start()
         try:
+            if factory_module:
+                importlib.import_module(factory_module)
             while True:
                 payload = frames.get()
                 if payload == b"":

@@ -101,3 +101,15 @@ def test_output_mismatch_marks_run_failed() -> None:
     report.check_outputs(runs)
     assert runs[0].ok and runs[1].ok
     assert not runs[2].ok and "differs from the native run" in runs[2].status
+
+
+def test_paired_ratios_pair_runs_of_the_same_repetition() -> None:
+    """The machine slows down in repetition 1: the ratio of medians moves with
+    it, the ratio within each repetition does not (both runs were slow)."""
+    fast = report.Row("cow_fork", "x86_64", "fast", "ok", seconds_by_rep={0: 1.0, 1: 3.0, 2: 1.1})
+    trace = report.Row("cow_fork", "x86_64", "trace", "ok",
+                       seconds_by_rep={0: 1.05, 1: 3.15, 2: 1.155, 3: 9.0})
+    paired = report.paired_ratios(trace, fast)
+    assert paired is not None and paired.n == 3  # repetition 3 has no fast run
+    assert paired.lo == pytest.approx(1.05) and paired.hi == pytest.approx(1.05)
+    assert report.paired_ratios(trace, report.Row("x", "x86_64", "raw", "ok")) is None
