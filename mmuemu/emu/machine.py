@@ -37,7 +37,7 @@ from mmuemu.emu.cpu import CPUS
 from mmuemu.emu.exact import ExactMmu, TlbMaintenance, hw_stats
 from mmuemu.emu.fault_address import effective_address
 from mmuemu.emu.interrupt import InterruptWatcher
-from mmuemu.emu.native import UNCACHED_BLOCK, NativeFastPath, hook_add_native
+from mmuemu.emu.native import UNCACHED_BLOCK, NativeFastPath, hook_add_native, uc_tlb_flusher
 from mmuemu.emu.raw import RawMapper
 from mmuemu.hw.cache import CacheMaintenance
 from mmuemu.hw.physmem import PhysMem
@@ -100,15 +100,20 @@ class UnicornTlb:
 
     def __init__(self) -> None:
         self.uc: Optional[unicorn.Uc] = None
+        self._uc_flush: Callable[[], None] = lambda: None
         self.maint: Optional[TlbMaintenance] = None
         #: fast mode's fill path, told of every flush (its soft-TLB sizing policy)
         self.native: Optional[NativeFastPath] = None
         self.counts: dict[str, int] = {"page": 0, "range": 0, "mm": 0, "uc_flushes": 0}
 
+    def attach(self, uc: unicorn.Uc) -> None:
+        """Flush ``uc``'s soft TLB from now on."""
+        self.uc = uc
+        self._uc_flush = uc_tlb_flusher(uc)
+
     def _flush(self) -> None:
         if self.uc is not None:
-            self.uc.ctl(unicorn.unicorn_const.UC_CTL_TLB_FLUSH,
-                        unicorn.unicorn_const.UC_CTL_IO_WRITE)
+            self._uc_flush()
             self.counts["uc_flushes"] += 1
             if self.native is not None:
                 self.native.uc_flushed()
@@ -232,7 +237,7 @@ class Machine:
                 self.uc.ctl_set_page_size(4096)
             self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)
             self.uc.mem_map_ptr(0, self.phys.size, unicorn.UC_PROT_ALL, self.phys.address())
-            self.tlb.uc = self.uc
+            self.tlb.attach(self.uc)
         self.native = NativeFastPath(self.phys, self.spec.arch, self.kconfig.hw_access_flag)
         self.exact: Optional[ExactMmu] = None
         if self.rconfig.mode == "exact":

@@ -213,6 +213,28 @@ def _func_addr(func: _ctypes.CFuncPtr) -> int:
     return int(addr)
 
 
+def uc_tlb_flusher(uc: UcLike) -> Callable[[], None]:
+    """A function dropping every translation in ``uc``'s soft TLB (libunicorn's
+    ``uc_ctl(UC_CTL_TLB_FLUSH)``), with its arguments converted once.
+
+    The binding's ``Uc.ctl`` costs about 2.4 µs a call, this about 1.1 µs
+    (most of it the flush itself), and fast mode flushes on every COW and
+    write-protect fault. Raises UcError as the binding does.
+    """
+    handle = uc._uch
+    c_handle = ctypes.c_void_p(handle.value if isinstance(handle, ctypes.c_void_p) else handle)
+    c_code = ctypes.c_int(UC_CTL_FLUSH_CODE)
+    # a private handle on the same library: no argtypes, the converted values go through
+    ctl = ctypes.CDLL(uclib._name).uc_ctl
+    ctl.restype = ctypes.c_int
+
+    def flush() -> None:
+        status = ctl(c_handle, c_code)
+        if status != unicorn_const.UC_ERR_OK:
+            raise UcError(status)
+    return flush
+
+
 def hook_add_native(uc: UcLike, htype: int, callback_addr: int, user_data: int,
                     begin: int = 1, end: int = 0) -> int:
     """uc_hook_add() with a native callback: ``htype`` calls the C function at

@@ -628,6 +628,15 @@ class LinuxTlbFlush(abc.ABC):
         if self.sink is not None:
             self.sink(op)
 
+    def issue_op(self, cls: type[TlbiOp], **operands: int | bool) -> None:
+        """:meth:`issue` ``cls(**operands)``, built only if a sink takes it:
+        fast mode counts ops by name, and a frozen dataclass costs more to
+        make (about 1.5 µs) than the rest of a flush request."""
+        name = cls.NAME
+        self.counts[name] = self.counts.get(name, 0) + 1
+        if self.sink is not None:
+            self.sink(cls(**operands))
+
     @abc.abstractmethod
     def switch_mm(self, mm: Hashable) -> int:
         """Make ``mm`` current (switch_mm_irqs_off / check_and_switch_context);
@@ -677,7 +686,7 @@ class X86TlbFlush(LinuxTlbFlush):
     def switch_mm(self, mm: Hashable) -> int:
         if not self.asid_bits:
             self.current = mm
-            self.issue(Cr3Write(pcid=0, noflush=False))
+            self.issue_op(Cr3Write, pcid=0, noflush=False)
             return 0
         pcid = self.pcid_of(mm)
         need_flush = False
@@ -691,7 +700,7 @@ class X86TlbFlush(LinuxTlbFlush):
             need_flush = True
         self.stale.discard(pcid - 1)
         self.current = mm
-        self.issue(Cr3Write(pcid=pcid, noflush=not need_flush))
+        self.issue_op(Cr3Write, pcid=pcid, noflush=not need_flush)
         return pcid
 
     def _flush_all(self, mm: Hashable) -> None:
@@ -701,7 +710,7 @@ class X86TlbFlush(LinuxTlbFlush):
         if mm != self.current:
             self.stale.add(pcid - 1)
             return
-        self.issue(Cr3Write(pcid=pcid, noflush=False))  # flush_tlb_local()
+        self.issue_op(Cr3Write, pcid=pcid, noflush=False)  # flush_tlb_local()
 
     def flush_tlb_page(self, mm: Hashable, addr: int) -> None:
         self.flush_tlb_range(mm, addr, addr + (1 << PAGE_SHIFT))
@@ -716,7 +725,7 @@ class X86TlbFlush(LinuxTlbFlush):
             self._flush_all(mm)
             return
         for addr in range(start, end, 1 << PAGE_SHIFT):
-            self.issue(Invlpg(vpn=addr >> PAGE_SHIFT, asid=pcid))  # flush_tlb_one_user()
+            self.issue_op(Invlpg, vpn=addr >> PAGE_SHIFT, asid=pcid)  # flush_tlb_one_user()
 
     def flush_tlb_mm(self, mm: Hashable) -> None:
         self._flush_all(mm)
@@ -748,14 +757,14 @@ class Arm64TlbFlush(LinuxTlbFlush):
         self.current = mm
         if not self.asid_bits:
             self.asids[mm] = 0
-            self.issue(TlbiVmalle1is())
+            self.issue_op(TlbiVmalle1is)
             return 0
         asid = self.asids.get(mm)
         if asid is None:
             if self.next_asid >= 1 << self.asid_bits:  # rollover: new generation
                 self.asids.clear()
                 self.next_asid = 1
-                self.issue(TlbiVmalle1is())
+                self.issue_op(TlbiVmalle1is)
             asid = self.next_asid
             self.next_asid += 1
             self.asids[mm] = asid
@@ -764,7 +773,7 @@ class Arm64TlbFlush(LinuxTlbFlush):
     def flush_tlb_page(self, mm: Hashable, addr: int) -> None:
         asid = self.asids.get(mm)
         if asid is not None:
-            self.issue(TlbiVale1is(vpn=addr >> PAGE_SHIFT, asid=asid))
+            self.issue_op(TlbiVale1is, vpn=addr >> PAGE_SHIFT, asid=asid)
 
     def flush_tlb_range(self, mm: Hashable, start: int, end: int) -> None:
         """__flush_tlb_range(): start and end rounded out to pages, TLBI VAE1IS
@@ -777,19 +786,19 @@ class Arm64TlbFlush(LinuxTlbFlush):
             self.flush_tlb_mm(mm)
             return
         for vpn in range(first, last):
-            self.issue(TlbiVae1is(vpn=vpn, asid=asid))
+            self.issue_op(TlbiVae1is, vpn=vpn, asid=asid)
 
     def flush_tlb_mm(self, mm: Hashable) -> None:
         asid = self.asids.get(mm)
         if asid is not None:
-            self.issue(TlbiAside1is(asid=asid))
+            self.issue_op(TlbiAside1is, asid=asid)
 
     def clear_flush_young(self, mm: Hashable, addr: int) -> bool:
         """flush_tlb_page_nosync(): TLBI VALE1IS, no DSB."""
         asid = self.asids.get(mm)
         if asid is None:
             return False
-        self.issue(TlbiVale1is(vpn=addr >> PAGE_SHIFT, asid=asid))
+        self.issue_op(TlbiVale1is, vpn=addr >> PAGE_SHIFT, asid=asid)
         return True
 
 
