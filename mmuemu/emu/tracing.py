@@ -9,23 +9,27 @@ index, see :func:`vma_place`) and the pfn the PTE now maps. Events outside
 the filter are dropped before any of that work.
 
 Faults are the hot path, so recording is split in two. At the event, the
-tracer captures only what can change later, as plain values appended to
-one list: the instruction count, the pc and its instruction text (from a
-cache), the PTE's raw value (a later fault, COW, zap or swap-out rewrites
-it) and the VMA's :data:`Placement` (the VMA may be split, grown,
-mprotected or unmapped later; placements are remembered per VMA while the
-fields they depend on stay the same). What is a pure function of those
-values, the cycle estimate, the kind's name, the page index, the outcome
-and the pfn, is derived by a :class:`RecordDeriver` later: by default in
-the writer process (:mod:`mmuemu.trace.background`), which gets the records
-a batch at a time and formats and writes them on another core while the
-run goes on; inline, when a chunk's worth of events is handed to the writer
-(:meth:`FaultTracer._drain`) or when the trace is closed. The bytes are the
-same as deriving everything at the event. The list holds ints, strings and
-placement tuples of those, no object per event and no reference to a kernel
-object: the garbage collector has nothing more to count or to walk, where a
-record object per event used to bring on a full collection of the whole
-heap (tens of ms) in a run of a few ten thousand faults.
+tracer captures only what can change later, packed into one bytearray
+(:data:`mmuemu.trace.derive.RECORD`, 80 bytes an event): the instruction
+count, the pc and its instruction text (from a cache), the PTE's raw value
+(a later fault, COW, zap or swap-out rewrites it) and the VMA's
+:data:`Placement` (the VMA may be split, grown, mprotected or unmapped
+later; placements are remembered per VMA while the fields they depend on
+stay the same). Strings and placements are numbered once
+(:class:`~mmuemu.trace.derive.Interner`). In fast mode the common case of
+that step runs in C (:mod:`mmuemu.emu._tracerec`, with the pc the native
+fill hook read), and the Python methods take the rest. What is a pure
+function of the record, the cycle estimate, the kind's name, the page
+index, the outcome and the pfn, is derived by a :class:`RecordDeriver`
+later: by default in the writer process (:mod:`mmuemu.trace.background`),
+which gets the records a batch at a time and formats and writes them on
+another core while the run goes on; inline, when a chunk's worth of events
+is handed to the writer (:meth:`FaultTracer._drain`) or when the trace is
+closed. The bytes are the same as deriving everything at the event. No
+object per event and no reference to a kernel object is held: the garbage
+collector has nothing more to count or to walk, where a record object per
+event used to bring on a full collection of the whole heap (tens of ms) in
+a run of a few ten thousand faults.
 
 Wiring: ``Machine.__init__`` calls :meth:`FaultTracer.attach` before exec,
 so exec's own faults are traced; ``Machine.run`` calls
@@ -53,9 +57,10 @@ from mmuemu.kernel.sched import TaskStruct
 from mmuemu.trace.background import BackgroundWriter
 from mmuemu.trace.background import supported as background_supported
 from mmuemu.trace.schema import ALL_EVENTS, KINDS, EventFilter, TraceHeader
-from mmuemu.trace.derive import (_FAULT, _FAULT_KIND_NAMES, _OTHER, _RECORD,  # noqa: F401
-                                  _SIGNAL_OUTCOMES, Placement, RecordDeriver, deriving_sink,
-                                  _DerivingSink, fault_kind_name, place)
+from mmuemu.trace.derive import (_FAULT, _FAULT_KIND_NAMES, _OTHER, F_MAJOR,  # noqa: F401
+                                  F_NAMED, F_PC, F_PLACED, F_PTE, F_USER, RECORD, U32, U64,
+                                  _SIGNAL_OUTCOMES, Batch, Interner, Placement, RecordDeriver,
+                                  _DerivingSink, deriving_sink, fault_kind_name, place)
 from mmuemu.trace.writer import trace_encoding
 
 try:
@@ -180,7 +185,7 @@ def vma_place(mm: MmStruct, vma: VmAreaStruct, addr: int, exe_path: str) -> tupl
     return place(vma_placement(vma_snapshot(mm, vma), exe_path), addr)
 
 
-_HotState = tuple[list[Any], dict[VmAreaStruct, tuple[VmaSnapshot, Placement]],
+_HotState = tuple[bytearray, dict[VmAreaStruct, tuple[VmaSnapshot, Placement]],
                   dict[tuple[int, int], str], Callable[[], int], Callable[[], int],
                   Callable[[int], int], int]
 
@@ -253,8 +258,10 @@ class FaultTracer:
             BackgroundWriter(deriving_sink) if self.background else None
         #: what the writer reported at close (see stats())
         self._writer_info: dict[str, Any] = {}
-        #: records not yet written, flat (see _RECORD); one list for the tracer's life
-        self._pending: list[Any] = []
+        #: records not yet written, packed (see derive.RECORD); one bytearray for
+        #: the tracer's life, and the numbering of the objects they refer to
+        self._pending = bytearray()
+        self._interner = Interner()
         #: events written (the sequence number of the first record waiting)
         self._written = 0
         #: every fault kind is kept, so a fault's kind can be named later
@@ -302,11 +309,11 @@ class FaultTracer:
         #: what the fault path reads, in one attribute: the records, the placements,
         #: the disassembly cache, the readers, and the batch size in list items
         self._hot = (self._pending, self._vmas, self._disasm, self._read_pc, self._insns,
-                     self._pte_word, batch * _RECORD)
-        self._use_native_recorder(machine, batch * _RECORD)
+                     self._pte_word, batch * RECORD.size)
+        self._use_native_recorder(machine, batch * RECORD.size)
         machine.kern.trace = self
 
-    def _use_native_recorder(self, machine: "Machine", batch_items: int) -> None:
+    def _use_native_recorder(self, machine: "Machine", batch_bytes: int) -> None:
         """Record faults with :func:`mmuemu.emu._tracerec.record_fault` where it
         can: fast mode (its fill hook publishes the pc), every fault kind kept,
         and the extension built; and page and range TLB flushes with
@@ -314,21 +321,24 @@ class FaultTracer:
         common case and hands the rest to the Python method (:meth:`fault`,
         :meth:`tlb_flush`), so the records are the same either way."""
         if _tracerec is None or machine.exact is not None or machine.raw_mode \
-                or not self._all_faults or type(self).fault is not FaultTracer.fault:
-            return  # (a subclass's own fault() must see every fault)
+                or not self._all_faults or type(self).fault is not FaultTracer.fault \
+                or getattr(_tracerec, "RECORD_SIZE", None) != RECORD.size:
+            return  # (a subclass's own fault() must see every fault; a stale build)
         native = machine.native
         native.capture_fault_pc(machine.uc, machine.regs[machine.spec.pc_reg])
+        ids = self._interner
         ctx = (self._pending, self._vmas, self._disasm, native.field_addr("insns"),
                native.field_addr("fault_vaddr"), native.field_addr("fault_pc"),
-               machine.phys.address(), machine.phys.size, batch_items,
-               FaultTracer.fault.__get__(self), self._drain, _FAULT)
+               machine.phys.address(), machine.phys.size, batch_bytes,
+               FaultTracer.fault.__get__(self), self._drain, ids.ids, ids.new)
         #: the instance attribute the kernel's trace.fault(...) finds first
         self.fault = functools.partial(_tracerec.record_fault, ctx)  # type: ignore[method-assign]
         if {"flush.tlb_page", "flush.tlb_range"} <= self.events.kinds \
                 and type(self).tlb_flush is FaultTracer.tlb_flush:
             flush_ctx = (self._pending, self._vmas, self._disasm, native.field_addr("insns"),
-                         batch_items, FaultTracer.tlb_flush.__get__(self), self._drain, machine,
-                         _OTHER, "page", "range", _FLUSH_KINDS["page"], _FLUSH_KINDS["range"])
+                         batch_bytes, FaultTracer.tlb_flush.__get__(self), self._drain, machine,
+                         ids.ids, ids.new, "page", "range", _FLUSH_KINDS["page"],
+                         _FLUSH_KINDS["range"])
             self.tlb_flush = functools.partial(  # type: ignore[method-assign]
                 _tracerec.record_flush, flush_ctx)
 
@@ -375,7 +385,7 @@ class FaultTracer:
     @property
     def n_events(self) -> int:
         """Events recorded so far (written, or waiting for the next chunk or close)."""
-        return self._written + len(self._pending) // _RECORD
+        return self._written + len(self._pending) // RECORD.size
 
     # --- records → the writer --------------------------------------------------------
     def _drain(self) -> None:
@@ -384,13 +394,14 @@ class FaultTracer:
         recs = self._pending
         if not recs:
             return
+        batch: Batch = (self._interner.take_new(), bytes(recs))
         if self._background is not None:
-            self._background.send(recs)
+            self._background.send(batch)  # type: ignore[arg-type]
         elif self._sink is not None:
-            self._sink.consume(recs)
+            self._sink.consume(batch)
         else:
             return
-        self._written += len(recs) // _RECORD
+        self._written += len(recs) // RECORD.size
         recs.clear()
 
     # --- helpers --------------------------------------------------------------------
@@ -422,8 +433,11 @@ class FaultTracer:
         if self._hot is None:
             return
         pending, _, _, _, insns_fn, _, batch = self._hot
-        pending += (_OTHER, insns_fn(), task.pid, kind, addr, length, outcome, prot, flags,
-                    result, role, page, placement, None)
+        n = self._interner.id
+        pending += RECORD.pack(
+            _OTHER, F_PLACED if role is None else 0, 0, task.pid, insns_fn(), addr & U64,
+            length & U64, result & U64, page if role is not None else -1, flags & U64, n(kind),
+            n(outcome), n(role), 0, n(placement), prot & U32)
         if len(pending) >= batch:
             self._drain()
 
@@ -510,8 +524,12 @@ class FaultTracer:
         if user:
             pc = read_pc()
             insn = disasm.get((mm.context_id, pc)) or self._insn(mm, pc)
-        pending += (_FAULT, insns_fn(), task.pid, kind, detail, address, access, user, pc,
-                    insn, signal, major, pte, pl)
+        n = self._interner.id
+        pending += RECORD.pack(
+            _FAULT, (F_USER if user else 0) | (F_MAJOR if major else 0)
+            | (F_PC if pc is not None else 0) | (F_PTE if pte is not None else 0)
+            | (F_NAMED if detail is None else 0), signal, task.pid, insns_fn(), address,
+            pc or 0, pte or 0, 0, 0, n(kind), n(detail), n(access), n(insn), n(pl), 0)
         if len(pending) >= batch:
             self._drain()
 
@@ -563,8 +581,10 @@ class FaultTracer:
                 ent = vmas.get(vma)
                 pl = ent[1] if ent is not None and ent[0] == snap else \
                     self._new_placement(vma, snap)
-        pending += (_OTHER, insns_fn(), task.pid, name, start, max(0, end - start), "", 0, 0,
-                    0, role, -1, pl, None)
+        n = self._interner.id
+        pending += RECORD.pack(
+            _OTHER, F_PLACED if role is None else 0, 0, task.pid, insns_fn(), start & U64,
+            max(0, end - start) & U64, 0, -1, 0, n(name), n(""), n(role), 0, n(pl), 0)
         if len(pending) >= batch:
             self._drain()
 

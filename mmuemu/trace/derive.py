@@ -10,7 +10,8 @@ process starts quickly.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+import struct
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from mmuemu.trace.schema import KINDS, TraceHeader
 from mmuemu.trace.writer import TraceWriter, open_writer
@@ -68,19 +69,56 @@ def place(placement: Optional[Placement], addr: int) -> tuple[str, int]:
     return role, (addr - origin) >> 12
 
 
-#: Records, one per event, until :meth:`mmuemu.emu.tracing.FaultTracer._drain` derives the rest; each
-#: is :data:`_RECORD` values appended to one flat list (a tuple per event would be
-#: one more object for the collector to count, and collect the whole heap for).
-#: A fault: _FAULT, insns, pid, kind, detail, addr, access, user, pc, insn,
-#: signal, major, pte, placement. ``kind`` is the handler's FaultKind value with
-#: its ``detail``, or ``kind`` is the kind's name and ``detail`` None; ``pte`` is
-#: the PTE's raw value (None: no PTE, or a signal). Any other event: _OTHER,
-#: insns, pid, kind, addr, length, outcome, prot, flags, result, role,
-#: page, placement, None, where ``role`` None means "place ``addr`` by
-#: ``placement``".
+#: Records, one per event, until :meth:`mmuemu.emu.tracing.FaultTracer._drain`
+#: hands them over: packed, :data:`RECORD` bytes each, in one bytearray (no
+#: Python object per event: nothing for the collector to count, and a batch
+#: crosses the pipe as one bytes object). Strings and placements are numbered
+#: once (:class:`Interner`; 0 is None) and the new ones travel with the batch
+#: that first uses them. Fields: tag, flags, signal, pid, insns, addr, a, b,
+#: c, d and six numbered objects:
+#:
+#: * a fault (tag _FAULT): a = pc (flag F_PC), b = the PTE's raw value (flag
+#:   F_PTE: none for a signal or without a PTE), objects kind, detail,
+#:   access, instruction text, placement. ``kind`` is the handler's
+#:   FaultKind value with its ``detail``, or (flag F_NAMED) the kind's name.
+#:   Flags F_USER and F_MAJOR are the fault's.
+#: * any other event (tag _OTHER): a = length, b = result (two's complement),
+#:   c = page, d = flags, the last field prot, objects kind, outcome, role,
+#:   unused, placement; flag F_PLACED: the role and page are ``addr`` placed
+#:   by the placement.
+RECORD = struct.Struct("<BBBxIQQQQqQIIIIII")
 _FAULT = 0
 _OTHER = 1
-_RECORD = 14
+F_USER, F_MAJOR, F_PC, F_PTE, F_NAMED, F_PLACED = 1, 2, 4, 8, 16, 32
+U64 = (1 << 64) - 1
+U32 = (1 << 32) - 1
+#: A batch as it is handed over: the objects numbered since the last batch, and
+#: the packed records.
+Batch = tuple[list[Any], bytes]
+
+
+class Interner:
+    """Numbers the strings and placements records refer to (1, 2, ...; None
+    is 0), and remembers which numbers are new since :meth:`take_new`."""
+
+    def __init__(self) -> None:
+        self.ids: dict[Any, int] = {}
+        self.new: list[Any] = []
+
+    def id(self, obj: Any) -> int:
+        if obj is None:
+            return 0
+        ids = self.ids
+        n = ids.get(obj)
+        if n is None:
+            n = ids[obj] = len(ids) + 1
+            self.new.append(obj)
+        return n
+
+    def take_new(self) -> list[Any]:
+        new = self.new[:]
+        self.new.clear()
+        return new
 
 
 class RecordDeriver:
@@ -89,8 +127,8 @@ class RecordDeriver:
     The kind's name, the page index, the outcome and the pfn are pure
     functions of what the record holds, so this runs wherever the trace is
     written (in the emulator, or in the writer process after the records
-    crossed a pipe) and gives the same rows. ``seq`` numbers the events
-    across calls.
+    crossed a pipe) and gives the same rows. ``seq`` numbers the events,
+    and the numbered objects accumulate, across calls.
     """
 
     def __init__(self, arch: str, pte_present: Callable[[int], bool],
@@ -102,53 +140,57 @@ class RecordDeriver:
         self.pte_pfn = pte_pfn
         #: the sequence number of the next event
         self.seq = 0
+        #: the numbered objects, by number (0: None)
+        self.objs: list[Any] = [None]
 
-    def rows(self, recs: Sequence[Any]) -> list[Any]:
-        """``recs`` (flat, :data:`_RECORD` values each) as rows, flat, in
-        ``schema.FIELDS`` order (see :meth:`TraceWriter.write_flat`)."""
+    def rows(self, batch: Batch) -> list[Any]:
+        """A batch's records as rows, flat, in ``schema.FIELDS`` order (see
+        :meth:`TraceWriter.write_flat`)."""
+        new, data = batch
+        objs = self.objs
+        objs += new
         seq = self.seq
         arch, cpi = self.arch, self.cpi
         present, pte_pfn = self.pte_present, self.pte_pfn
         out: list[Any] = []
-        last_kind: Optional[str] = None
-        last_detail: Optional[str] = None
+        last_kind = last_detail = -1
         last_name = ""
-        it = iter(recs)
-        for rec in zip(*(it,) * _RECORD):
-            insns = rec[1]
+        for (tag, flags, signal, pid, insns, addr, a, b, c, d, k, det, acc, ins, pl_id,
+             prot) in RECORD.iter_unpack(data):
             cycles = insns if cpi == 1 else round(insns * cpi)
-            if rec[0] == _FAULT:
-                (_, _, pid, kind, detail, addr, access, user, pc, insn, signal,
-                 major, pte, pl) = rec
-                if detail is None:
-                    name = kind
-                elif kind == last_kind and detail == last_detail:
+            pl = objs[pl_id]
+            if tag == _FAULT:
+                if flags & F_NAMED:
+                    name = objs[k]
+                elif k == last_kind and det == last_detail:
                     name = last_name
                 else:
-                    name = last_name = fault_kind_name(kind, detail)
-                    last_kind, last_detail = kind, detail
+                    name = last_name = fault_kind_name(objs[k], objs[det])
+                    last_kind, last_detail = k, det
                 pfn: Optional[int] = None
                 if signal:
                     outcome = _SIGNAL_OUTCOMES.get(signal, f"sig{signal}")
                 else:
-                    outcome = "major" if major else "minor"
-                    if pte is not None and present(pte):
-                        pfn = pte_pfn(pte)
+                    outcome = "major" if flags & F_MAJOR else "minor"
+                    if flags & F_PTE and present(b):
+                        pfn = pte_pfn(b)
                 if pl is None:
                     role, page = "", -1
                 elif pl[2] or pl[3]:
                     role, page = place(pl, addr)
                 else:
                     role, page = pl[0], (addr - pl[1]) >> 12
-                out += (seq, insns, cycles, pid, arch, name, addr, 0, access, user, role, page,
-                        pc, insn, outcome, pfn, 0, 0, signal)
+                out += (seq, insns, cycles, pid, arch, name, addr, 0, objs[acc],
+                        bool(flags & F_USER), role, page, a if flags & F_PC else None,
+                        objs[ins], outcome, pfn, 0, 0, signal)
             else:
-                (_, _, pid, name, addr, length, outcome, prot, flags, result, role,
-                 page, pl, _) = rec
-                if role is None:
+                if flags & F_PLACED:
                     role, page = place(pl, addr)
-                out += (seq, insns, cycles, pid, arch, name, addr, length, "", False, role,
-                        page, None, "", outcome, None, prot, flags, result)
+                else:
+                    role, page = objs[acc], c
+                result = b - (1 << 64) if b >> 63 else b
+                out += (seq, insns, cycles, pid, arch, objs[k], addr, a, "", False, role,
+                        page, None, "", objs[det], None, prot, d, result)
             seq += 1
         self.seq = seq
         return out
@@ -161,7 +203,7 @@ class _DerivingSink:
         self.writer = writer
         self.deriver = deriver
 
-    def consume(self, batch: list[Any]) -> None:
+    def consume(self, batch: Batch) -> None:
         self.writer.write_flat(self.deriver.rows(batch))
 
     def finish(self) -> dict[str, Any]:

@@ -1,20 +1,26 @@
 /*
- * tracerec.c - the fault tracer's record step in C (mmuemu.emu._tracerec).
+ * tracerec.c - the fault tracer's record steps in C (mmuemu.emu._tracerec).
  *
- * FaultTracer.fault (mmuemu/emu/tracing.py) runs once per page fault and, in
- * Python, costs about as much as a tenth of the fault it records. This is the
- * same step for the common case: the handler named the fault's kind, the
- * PTE's address is known, the VMA's placement and the instruction at the pc
- * are in the tracer's caches, and the native fill hook published the pc
- * (mmuemu_tlb_fill_faulting, state fields fault_vaddr / fault_pc). It
- * appends the same 14 values to the same list the Python method would.
- * Anything else (a cache miss, a fault without a PTE, a pc not published)
- * is handed to the Python method unchanged, before anything was appended,
- * so the records, and the trace, are the same either way.
+ * FaultTracer.fault and FaultTracer.tlb_flush (mmuemu/emu/tracing.py) run
+ * once per page fault and per COW flush; in Python each costs about a tenth
+ * of the fault it records. These are the same steps for the common case and
+ * append the same packed record (mmuemu/trace/derive.py: RECORD, 80 bytes,
+ * little-endian) to the same bytearray, numbering strings and placements in
+ * the same Interner (its dict and its list of new objects).
  *
- * record_fault(ctx, task, address, access, vmf, vma, major, signal, user)
- * with ctx the tuple made by FaultTracer (see CTX_* below); the tracer
- * binds it with functools.partial as its `fault` attribute.
+ * record_fault covers a fault the handler named, whose PTE address the
+ * handler left, on a VMA whose placement is remembered, at a pc the native
+ * fill hook published (mmuemu_tlb_fill_faulting: state fields fault_vaddr /
+ * fault_pc) with its instruction in the disassembly cache. record_flush
+ * covers a page or range flush of the running task's mm starting in its
+ * cached VMA (mmap_cache) with no cached instruction in the range. Anything
+ * else is handed to the Python method unchanged, before anything was
+ * appended, so the records, and the trace, are the same either way.
+ *
+ * record_fault(ctx, task, address, access, vmf, vma, major, signal, user) and
+ * record_flush(ctx, mm, kind, start, end), with ctx the tuples FaultTracer
+ * makes (CTX_* and FL_* below); the tracer binds them with functools.partial
+ * as its `fault` and `tlb_flush` attributes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -22,7 +28,7 @@
 #include <string.h>
 
 enum {
-    CTX_PENDING,     /* list: the flat records */
+    CTX_PENDING,     /* bytearray: the packed records */
     CTX_VMAS,        /* dict: VMA -> (snapshot tuple, placement) */
     CTX_DISASM,      /* dict: (context_id, pc) -> instruction text */
     CTX_INSNS,       /* int: address of the native state's insns (uint64) */
@@ -30,32 +36,76 @@ enum {
     CTX_FAULT_PC,    /* int: address of fault_pc (uint64) */
     CTX_PHYS,        /* int: host address of guest physical memory */
     CTX_PHYS_SIZE,   /* int: its size in bytes */
-    CTX_BATCH,       /* int: drain when the list holds this many items */
+    CTX_BATCH,       /* int: drain when the bytearray holds this many bytes */
     CTX_SLOW,        /* callable: the Python FaultTracer.fault (same arguments) */
     CTX_DRAIN,       /* callable: FaultTracer._drain() */
-    CTX_FAULT_TAG,   /* int: the record tag of a fault (_FAULT) */
+    CTX_IDS,         /* dict: object -> number (Interner.ids) */
+    CTX_NEW,         /* list: objects numbered since the last batch (Interner.new) */
     CTX_N
 };
 
+enum {
+    FL_PENDING,      /* as CTX_PENDING */
+    FL_VMAS,         /* as CTX_VMAS */
+    FL_DISASM,       /* as CTX_DISASM */
+    FL_INSNS,        /* as CTX_INSNS */
+    FL_BATCH,        /* as CTX_BATCH */
+    FL_SLOW,         /* callable: the Python FaultTracer.tlb_flush */
+    FL_DRAIN,        /* as CTX_DRAIN */
+    FL_MACHINE,      /* the Machine: its `task` is the running task */
+    FL_IDS,          /* as CTX_IDS */
+    FL_NEW,          /* as CTX_NEW */
+    FL_PAGE,         /* str: "page", the kind the kernel passes */
+    FL_RANGE,        /* str: "range" */
+    FL_PAGE_NAME,    /* str: "flush.tlb_page", the event's kind */
+    FL_RANGE_NAME,   /* str: "flush.tlb_range" */
+    FL_N
+};
+
 #define NARGS 8 /* task, address, access, vmf, vma, major, signal, user */
+
+/* derive.py: RECORD = struct.Struct("<BBBxIQQQQqQIIIIII") */
+#define RECORD_SIZE 80
+#define TAG_FAULT 0
+#define TAG_OTHER 1
+#define F_USER 1
+#define F_MAJOR 2
+#define F_PC 4
+#define F_PTE 8
+#define F_NAMED 16
+#define F_PLACED 32
+
+struct record {
+    uint8_t tag, flags, signal;
+    uint32_t pid;
+    uint64_t insns, addr, a, b;
+    int64_t c;
+    uint64_t d;
+    PyObject *objs[5]; /* numbered: kind, detail/outcome, access/role, insn, placement */
+    uint32_t prot;
+};
 
 static PyObject *s_mm, *s_pid, *s_kind, *s_value, *s_detail, *s_pte_pa, *s_context_id;
 static PyObject *s_task, *s_mm_rb, *s_mmap_cache;
 static PyObject *s_vm_start, *s_vm_end, *s_vm_flags, *s_vm_ops, *s_vm_file,
     *s_vm_private_data, *s_start_brk, *s_end_data, *s_empty;
 
-/* -1 error, 0 no (or not a 64-bit value: the slow path decides), 1 yes */
+/* -1 error, 0 no (or not a 64-bit value: the slow path decides), 1 yes.
+ * PyLong_AsUnsignedLongLong goes through _PyLong_AsByteArray for every
+ * value above 2**30 (each address here), a third of the record's cost; the
+ * sign and bit-count checks make the masking conversion exact. */
 static int as_u64(PyObject *o, uint64_t *out)
 {
     if (!PyLong_Check(o))
         return 0;
-    *out = PyLong_AsUnsignedLongLong(o);
-    if (*out == (uint64_t)-1 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+    if (_PyLong_Sign(o) < 0 || _PyLong_NumBits(o) > 64) {
+        if (PyErr_Occurred())
             return -1;
-        PyErr_Clear();
         return 0;
     }
+    *out = PyLong_AsUnsignedLongLongMask(o);
+    if (*out == (uint64_t)-1 && PyErr_Occurred())
+        return -1;
     return 1;
 }
 
@@ -63,8 +113,27 @@ static int ctx_u64(PyObject *ctx, int i, uint64_t *out)
 {
     int r = as_u64(PyTuple_GET_ITEM(ctx, i), out);
     if (r == 0 && !PyErr_Occurred())
-        PyErr_Format(PyExc_TypeError, "record_fault: ctx[%d] is not a 64-bit int", i);
+        PyErr_Format(PyExc_TypeError, "tracerec: ctx[%d] is not a 64-bit int", i);
     return r == 1 ? 0 : -1;
+}
+
+static uint64_t read_u64_at(uint64_t addr)
+{
+    uint64_t v;
+    memcpy(&v, (const void *)(uintptr_t)addr, 8);
+    return v;
+}
+
+/* getattr(obj, name) as a uint64: 1 done, 0 not one (slow path), -1 error */
+static int attr_u64(PyObject *obj, PyObject *name, uint64_t *out)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    int r;
+    if (!v)
+        return -1;
+    r = as_u64(v, out);
+    Py_DECREF(v);
+    return r;
 }
 
 /* snapshot[i] == getattr(obj, name): 1 equal, 0 not, -1 error */
@@ -88,23 +157,12 @@ static int same_field(PyObject *snap, Py_ssize_t i, PyObject *obj, PyObject *nam
  */
 static int placement(PyObject *vmas, PyObject *vma, PyObject *mm, uint64_t addr, PyObject **pl)
 {
-    static PyObject **const names[] = {&s_vm_start, &s_vm_end, &s_vm_flags, &s_vm_ops,
-                                       &s_vm_file, &s_vm_private_data};
-    uint64_t start, end;
-    PyObject *ent, *snap, *tmp;
+    static PyObject **const names[] = {&s_vm_flags, &s_vm_ops, &s_vm_file, &s_vm_private_data};
+    uint64_t start, end, snap_start, snap_end;
+    PyObject *ent, *snap;
     int r;
 
-    if (!(tmp = PyObject_GetAttr(vma, s_vm_start)))
-        return -1;
-    r = as_u64(tmp, &start);
-    Py_DECREF(tmp);
-    if (r != 1)
-        return r;
-    if (!(tmp = PyObject_GetAttr(vma, s_vm_end)))
-        return -1;
-    r = as_u64(tmp, &end);
-    Py_DECREF(tmp);
-    if (r != 1)
+    if ((r = attr_u64(vma, s_vm_start, &start)) != 1 || (r = attr_u64(vma, s_vm_end, &end)) != 1)
         return r;
     if (!(start <= addr && addr < end))
         return 1;
@@ -114,8 +172,15 @@ static int placement(PyObject *vmas, PyObject *vma, PyObject *mm, uint64_t addr,
     if (!PyTuple_Check(ent) || PyTuple_GET_SIZE(ent) != 2 ||
         !PyTuple_Check(snap = PyTuple_GET_ITEM(ent, 0)) || PyTuple_GET_SIZE(snap) != 8)
         return 0;
-    for (Py_ssize_t i = 0; i < 8; i++) {
-        r = i < 6 ? same_field(snap, i, vma, *names[i])
+    /* snapshot: vm_start, vm_end, vm_flags, vm_ops, vm_file, vm_private_data,
+     * mm.start_brk, mm.end_data */
+    if ((r = as_u64(PyTuple_GET_ITEM(snap, 0), &snap_start)) != 1 ||
+        (r = as_u64(PyTuple_GET_ITEM(snap, 1), &snap_end)) != 1)
+        return r;
+    if (snap_start != start || snap_end != end)
+        return 0;
+    for (Py_ssize_t i = 2; i < 8; i++) {
+        r = i < 6 ? same_field(snap, i, vma, *names[i - 2])
                   : same_field(snap, i, mm, i == 6 ? s_start_brk : s_end_data);
         if (r != 1)
             return r;
@@ -124,41 +189,127 @@ static int placement(PyObject *vmas, PyObject *vma, PyObject *mm, uint64_t addr,
     return 1;
 }
 
+/* The number of @obj in the Interner (@ids, @new_objs): 0 for None; a new
+ * object gets the next number and joins the list of new ones. -1 on error. */
+static int64_t intern_id(PyObject *ids, PyObject *new_objs, PyObject *obj)
+{
+    PyObject *n;
+    Py_ssize_t id;
+
+    if (obj == Py_None)
+        return 0;
+    n = PyDict_GetItemWithError(ids, obj); /* borrowed */
+    if (n)
+        return (int64_t)PyLong_AsLongLong(n);
+    if (PyErr_Occurred())
+        return -1;
+    id = PyDict_GET_SIZE(ids) + 1;
+    if (id > (Py_ssize_t)UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "tracerec: too many numbered objects");
+        return -1;
+    }
+    n = PyLong_FromSsize_t(id);
+    if (!n)
+        return -1;
+    if (PyDict_SetItem(ids, obj, n) < 0 || PyList_Append(new_objs, obj) < 0) {
+        Py_DECREF(n);
+        return -1;
+    }
+    Py_DECREF(n);
+    return id;
+}
+
+static void put(uint8_t **p, const void *v, size_t n)
+{
+    /* the hosts mmuemu runs on (x86-64, arm64) are little-endian, as RECORD */
+    memcpy(*p, v, n);
+    *p += n;
+}
+
+/* Append @rec to the bytearray @buf, numbering its objects. 0 or -1. */
+static int append_record(PyObject *buf, PyObject *ids, PyObject *new_objs,
+                         const struct record *rec)
+{
+    uint8_t bytes[RECORD_SIZE], *p = bytes, pad = 0;
+    uint32_t n[5];
+    Py_ssize_t len;
+
+    for (int i = 0; i < 5; i++) {
+        int64_t id = intern_id(ids, new_objs, rec->objs[i]);
+        if (id < 0)
+            return -1;
+        n[i] = (uint32_t)id;
+    }
+    put(&p, &rec->tag, 1);
+    put(&p, &rec->flags, 1);
+    put(&p, &rec->signal, 1);
+    put(&p, &pad, 1);
+    put(&p, &rec->pid, 4);
+    put(&p, &rec->insns, 8);
+    put(&p, &rec->addr, 8);
+    put(&p, &rec->a, 8);
+    put(&p, &rec->b, 8);
+    put(&p, &rec->c, 8);
+    put(&p, &rec->d, 8);
+    put(&p, n, sizeof n);
+    put(&p, &rec->prot, 4);
+    len = PyByteArray_GET_SIZE(buf);
+    if (PyByteArray_Resize(buf, len + RECORD_SIZE) < 0)
+        return -1;
+    memcpy(PyByteArray_AS_STRING(buf) + len, bytes, RECORD_SIZE);
+    return 0;
+}
+
+/* task.pid as a u32: 1, 0 (slow path), -1 */
+static int task_pid(PyObject *task, uint32_t *pid)
+{
+    uint64_t v = 0;
+    int r = attr_u64(task, s_pid, &v);
+    if (r == 1 && v > UINT32_MAX)
+        return 0;
+    *pid = (uint32_t)v;
+    return r;
+}
+
 /*
- * The fast path. Returns 1 with the record appended, 0 when the Python
- * method must record this fault (nothing appended), -1 on an error.
+ * record_fault's fast path. Returns 1 with the record appended, 0 when the
+ * Python method must record this fault (nothing appended), -1 on an error.
  */
 static int record(PyObject *ctx, PyObject *const *a)
 {
     PyObject *task = a[0], *address = a[1], *access = a[2], *vmf = a[3], *vma = a[4],
              *major = a[5], *signal = a[6], *user = a[7];
-    /* owned references, released at the end; pl and insn start borrowed */
-    PyObject *kind = NULL, *detail = NULL, *pte = NULL, *mm = NULL, *pl = NULL, *pc = NULL,
-             *insn = NULL, *pid = NULL, *insns = NULL, *tmp = NULL;
-    PyObject *pl_b = Py_None, *insn_b = s_empty;
-    PyObject *pending = PyTuple_GET_ITEM(ctx, CTX_PENDING);
-    uint64_t addr, u;
-    int ret = -1, r, is_signal, is_user;
+    PyObject *kind = NULL, *detail = NULL, *mm = NULL, *tmp = NULL, *key = NULL;
+    PyObject *pl = Py_None, *insn = s_empty; /* borrowed */
+    struct record rec = {.tag = TAG_FAULT};
+    uint64_t sig;
+    int ret = -1, r, is_user, is_major;
 
-    if (vmf == Py_None || !PyList_Check(pending))
+    if (vmf == Py_None || !PyByteArray_Check(PyTuple_GET_ITEM(ctx, CTX_PENDING)))
         return 0;
-    if ((r = as_u64(address, &addr)) != 1)
+    if ((r = as_u64(address, &rec.addr)) != 1 || (r = as_u64(signal, &sig)) != 1)
         return r;
-    if ((is_signal = PyObject_IsTrue(signal)) < 0 || (is_user = PyObject_IsTrue(user)) < 0)
+    if (sig > 255)
+        return 0;
+    rec.signal = (uint8_t)sig;
+    if ((is_user = PyObject_IsTrue(user)) < 0 || (is_major = PyObject_IsTrue(major)) < 0)
         return -1;
+    rec.flags = (is_user ? F_USER : 0) | (is_major ? F_MAJOR : 0);
 
     /* the handler's kind value and detail */
     if (!(tmp = PyObject_GetAttr(vmf, s_kind)))
         return -1;
     kind = PyObject_GetAttr(tmp, s_value);
     Py_CLEAR(tmp);
-    if (!kind)
-        return -1;
-    if (!(detail = PyObject_GetAttr(vmf, s_detail)))
+    if (!kind || !(detail = PyObject_GetAttr(vmf, s_detail)))
         goto out;
+    if (detail == Py_None) {
+        ret = 0; /* Python: a kind without a detail is a name */
+        goto out;
+    }
 
     /* the PTE's raw value, where the handler left its address */
-    if (!is_signal) {
+    if (!rec.signal) {
         uint64_t pa, phys, size;
         if (!(tmp = PyObject_GetAttr(vmf, s_pte_pa)))
             goto out;
@@ -174,11 +325,8 @@ static int record(PyObject *ctx, PyObject *const *a)
             ret = 0;
             goto out;
         }
-        memcpy(&u, (const uint8_t *)(uintptr_t)phys + (pa >> 3) * 8, 8);
-        if (!(pte = PyLong_FromUnsignedLongLong(u)))
-            goto out;
-    } else {
-        pte = Py_NewRef(Py_None);
+        rec.b = read_u64_at(phys + (pa >> 3) * 8);
+        rec.flags |= F_PTE;
     }
 
     if (!(mm = PyObject_GetAttr(task, s_mm)))
@@ -186,91 +334,82 @@ static int record(PyObject *ctx, PyObject *const *a)
 
     /* the VMA's placement, if remembered and still valid */
     if (vma != Py_None) {
-        r = placement(PyTuple_GET_ITEM(ctx, CTX_VMAS), vma, mm, addr, &pl_b);
+        r = placement(PyTuple_GET_ITEM(ctx, CTX_VMAS), vma, mm, rec.addr, &pl);
         if (r != 1) {
             ret = r;
             goto out;
         }
     }
-    pl = Py_NewRef(pl_b);
 
     /* the pc the fill hook published for this fault, and its instruction */
     if (is_user) {
-        uint64_t vaddr_at, pc_at, vaddr, pcv;
-        PyObject *key, *cid;
+        uint64_t vaddr_at, pc_at;
+        PyObject *cid, *pc;
         if (ctx_u64(ctx, CTX_FAULT_VADDR, &vaddr_at) || ctx_u64(ctx, CTX_FAULT_PC, &pc_at))
             goto out;
-        memcpy(&vaddr, (const void *)(uintptr_t)vaddr_at, 8);
-        if (vaddr != addr) {
+        if (read_u64_at(vaddr_at) != rec.addr) {
             ret = 0;
             goto out;
         }
-        memcpy(&pcv, (const void *)(uintptr_t)pc_at, 8);
-        if (!(pc = PyLong_FromUnsignedLongLong(pcv)) || !(cid = PyObject_GetAttr(mm, s_context_id)))
+        rec.a = read_u64_at(pc_at);
+        rec.flags |= F_PC;
+        if (!(cid = PyObject_GetAttr(mm, s_context_id)))
             goto out;
-        key = PyTuple_Pack(2, cid, pc);
+        pc = PyLong_FromUnsignedLongLong(rec.a);
+        key = pc ? PyTuple_Pack(2, cid, pc) : NULL;
         Py_DECREF(cid);
+        Py_XDECREF(pc);
         if (!key)
             goto out;
-        insn_b = PyDict_GetItemWithError(PyTuple_GET_ITEM(ctx, CTX_DISASM), key);
-        Py_DECREF(key);
+        insn = PyDict_GetItemWithError(PyTuple_GET_ITEM(ctx, CTX_DISASM), key);
         /* Python: disasm.get(key) or self._insn(mm, pc) */
-        if (!insn_b || !PyUnicode_Check(insn_b) || PyUnicode_GET_LENGTH(insn_b) == 0) {
+        if (!insn || !PyUnicode_Check(insn) || PyUnicode_GET_LENGTH(insn) == 0) {
             ret = PyErr_Occurred() ? -1 : 0;
             goto out;
         }
-    } else {
-        pc = Py_NewRef(Py_None);
     }
-    insn = Py_NewRef(insn_b);
 
-    if (!(pid = PyObject_GetAttr(task, s_pid)))
+    if ((r = task_pid(task, &rec.pid)) != 1) {
+        ret = r;
         goto out;
+    }
     {
-        uint64_t at, n;
+        uint64_t at;
         if (ctx_u64(ctx, CTX_INSNS, &at))
             goto out;
-        memcpy(&n, (const void *)(uintptr_t)at, 8);
-        if (!(insns = PyLong_FromUnsignedLongLong(n)))
-            goto out;
+        rec.insns = read_u64_at(at);
     }
-
-    /* _FAULT, insns, pid, kind, detail, addr, access, user, pc, insn, signal,
-     * major, pte, placement */
-    {
-        PyObject *vals[14] = {PyTuple_GET_ITEM(ctx, CTX_FAULT_TAG), insns, pid, kind, detail,
-                              address, access, user, pc, insn, signal, major, pte, pl};
-        Py_ssize_t n = PyList_GET_SIZE(pending);
-        PyObject *items;
-        /* grow once, then fill: PyList_SetSlice with an empty source reserves */
-        items = PyTuple_New(14);
-        if (!items)
-            goto out;
-        for (int i = 0; i < 14; i++)
-            PyTuple_SET_ITEM(items, i, Py_NewRef(vals[i]));
-        r = PyList_SetSlice(pending, n, n, items);
-        Py_DECREF(items);
-        if (r < 0)
-            goto out;
-    }
+    rec.objs[0] = kind;
+    rec.objs[1] = detail;
+    rec.objs[2] = access;
+    rec.objs[3] = insn;
+    rec.objs[4] = pl;
+    if (append_record(PyTuple_GET_ITEM(ctx, CTX_PENDING), PyTuple_GET_ITEM(ctx, CTX_IDS),
+                      PyTuple_GET_ITEM(ctx, CTX_NEW), &rec) < 0)
+        goto out;
     ret = 1;
 out:
     Py_XDECREF(kind);
     Py_XDECREF(detail);
-    Py_XDECREF(pte);
     Py_XDECREF(mm);
-    Py_XDECREF(pc);
-    Py_XDECREF(pid);
-    Py_XDECREF(insns);
-    Py_XDECREF(pl);
-    Py_XDECREF(insn);
+    Py_XDECREF(key);
     return ret;
+}
+
+/* After a record: drain when the batch is full. New reference or NULL. */
+static PyObject *after_record(PyObject *ctx, int pending_i, int batch_i, int drain_i)
+{
+    uint64_t batch;
+    if (ctx_u64(ctx, batch_i, &batch))
+        return NULL;
+    if ((uint64_t)PyByteArray_GET_SIZE(PyTuple_GET_ITEM(ctx, pending_i)) >= batch)
+        return PyObject_CallNoArgs(PyTuple_GET_ITEM(ctx, drain_i));
+    Py_RETURN_NONE;
 }
 
 static PyObject *record_fault(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *ctx, *pending;
-    uint64_t batch;
+    PyObject *ctx;
     int r;
     (void)self;
 
@@ -289,56 +428,36 @@ static PyObject *record_fault(PyObject *self, PyObject *const *args, Py_ssize_t 
         return NULL;
     if (r == 0)
         return PyObject_Vectorcall(PyTuple_GET_ITEM(ctx, CTX_SLOW), args + 1, NARGS, NULL);
-    pending = PyTuple_GET_ITEM(ctx, CTX_PENDING);
-    if (ctx_u64(ctx, CTX_BATCH, &batch))
-        return NULL;
-    if ((uint64_t)PyList_GET_SIZE(pending) >= batch)
-        return PyObject_CallNoArgs(PyTuple_GET_ITEM(ctx, CTX_DRAIN));
-    Py_RETURN_NONE;
+    return after_record(ctx, CTX_PENDING, CTX_BATCH, CTX_DRAIN);
 }
 
 /* ---- TLB-flush events ---------------------------------------------------- */
-enum {
-    FL_PENDING,      /* list: the flat records (the same list as CTX_PENDING) */
-    FL_VMAS,         /* dict: the placement memo */
-    FL_DISASM,       /* dict: the disassembly cache */
-    FL_INSNS,        /* int: address of the native state's insns */
-    FL_BATCH,        /* int: drain at this many items */
-    FL_SLOW,         /* callable: the Python FaultTracer.tlb_flush */
-    FL_DRAIN,        /* callable: FaultTracer._drain() */
-    FL_MACHINE,      /* the Machine: its `task` is the running task */
-    FL_OTHER_TAG,    /* int: the record tag of a non-fault event (_OTHER) */
-    FL_PAGE,         /* str: "page", the kind the kernel passes */
-    FL_RANGE,        /* str: "range" */
-    FL_PAGE_NAME,    /* str: "flush.tlb_page", the event's kind */
-    FL_RANGE_NAME,   /* str: "flush.tlb_range" */
-    FL_N
-};
 
 /*
- * A page or range flush of the running task's mm whose start lies in the
- * mm's cached VMA (mmap_cache: what find_vma() answers without a search)
- * with a remembered placement, and no cached instruction to drop. Same
- * return convention as record().
+ * record_flush's fast path: a page or range flush of the running task's mm
+ * whose start lies in the mm's cached VMA (mmap_cache: what find_vma()
+ * answers without a search) with a remembered placement, and no cached
+ * instruction to drop. Same return convention as record().
  */
 static int record_flush_common(PyObject *ctx, PyObject *const *a)
 {
-    PyObject *mm = a[0], *kind = a[1], *start_o = a[2], *end_o = a[3];
-    PyObject *pending = PyTuple_GET_ITEM(ctx, FL_PENDING), *disasm = PyTuple_GET_ITEM(ctx, FL_DISASM);
-    PyObject *name, *task = NULL, *task_mm = NULL, *tree = NULL, *vma = NULL, *pid = NULL,
-             *insns = NULL, *length = NULL, *pl_b = Py_None, *cid = NULL;
-    uint64_t start, end, at, n;
+    PyObject *mm = a[0], *kind = a[1];
+    PyObject *disasm = PyTuple_GET_ITEM(ctx, FL_DISASM);
+    PyObject *task = NULL, *task_mm = NULL, *tree = NULL, *vma = NULL, *cid = NULL;
+    PyObject *pl = Py_None; /* borrowed */
+    struct record rec = {.tag = TAG_OTHER, .flags = F_PLACED, .c = -1};
+    uint64_t start, end, at;
     int ret = -1, r;
 
     if (kind == PyTuple_GET_ITEM(ctx, FL_PAGE))
-        name = PyTuple_GET_ITEM(ctx, FL_PAGE_NAME);
+        rec.objs[0] = PyTuple_GET_ITEM(ctx, FL_PAGE_NAME);
     else if (kind == PyTuple_GET_ITEM(ctx, FL_RANGE))
-        name = PyTuple_GET_ITEM(ctx, FL_RANGE_NAME);
+        rec.objs[0] = PyTuple_GET_ITEM(ctx, FL_RANGE_NAME);
     else
         return 0; /* mm, icache, or an equal string that is another object */
-    if (!PyList_Check(pending) || !PyDict_Check(disasm))
+    if (!PyByteArray_Check(PyTuple_GET_ITEM(ctx, FL_PENDING)) || !PyDict_Check(disasm))
         return 0;
-    if ((r = as_u64(start_o, &start)) != 1 || (r = as_u64(end_o, &end)) != 1)
+    if ((r = as_u64(a[2], &start)) != 1 || (r = as_u64(a[3], &end)) != 1)
         return r;
 
     /* a cached instruction in the flushed range: Python drops it */
@@ -379,49 +498,29 @@ static int record_flush_common(PyObject *ctx, PyObject *const *a)
         ret = 0;
         goto out;
     }
-    r = placement(PyTuple_GET_ITEM(ctx, FL_VMAS), vma, mm, start, &pl_b);
-    if (r != 1) {
+    r = placement(PyTuple_GET_ITEM(ctx, FL_VMAS), vma, mm, start, &pl);
+    if (r != 1 || pl == Py_None) {
+        ret = r < 0 ? -1 : 0; /* start outside the cached VMA: find_vma() would search */
+        goto out;
+    }
+    if ((r = task_pid(task, &rec.pid)) != 1) {
         ret = r;
         goto out;
     }
-    if (pl_b == Py_None) {
-        ret = 0; /* start outside the cached VMA: find_vma() would search */
+    if (ctx_u64(ctx, FL_INSNS, &at))
         goto out;
-    }
-    if (!(pid = PyObject_GetAttr(task, s_pid)) ||
-        !(length = PyLong_FromUnsignedLongLong(end > start ? end - start : 0)))
+    rec.insns = read_u64_at(at);
+    /* _OTHER: addr = start, a = length, b = result 0, c = page -1, d = flags 0,
+     * kind, outcome "", role None (placed), placement */
+    rec.addr = start;
+    rec.a = end > start ? end - start : 0;
+    rec.objs[1] = s_empty;
+    rec.objs[2] = Py_None;
+    rec.objs[3] = Py_None;
+    rec.objs[4] = pl;
+    if (append_record(PyTuple_GET_ITEM(ctx, FL_PENDING), PyTuple_GET_ITEM(ctx, FL_IDS),
+                      PyTuple_GET_ITEM(ctx, FL_NEW), &rec) < 0)
         goto out;
-    if (as_u64(PyTuple_GET_ITEM(ctx, FL_INSNS), &at) != 1) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "record_flush: bad insns address");
-        goto out;
-    }
-    memcpy(&n, (const void *)(uintptr_t)at, 8);
-    if (!(insns = PyLong_FromUnsignedLongLong(n)))
-        goto out;
-    /* _OTHER, insns, pid, kind, addr, length, outcome, prot, flags, result,
-     * role (None: placed by the placement), page, placement, None */
-    {
-        PyObject *items = PyTuple_New(14);
-        PyObject *num0 = PyLong_FromLong(0), *minus1 = PyLong_FromLong(-1);
-        if (!items || !num0 || !minus1) {
-            Py_XDECREF(items);
-            Py_XDECREF(num0);
-            Py_XDECREF(minus1);
-            goto out;
-        }
-        PyObject *vals[14] = {PyTuple_GET_ITEM(ctx, FL_OTHER_TAG), insns, pid, name, start_o,
-                              length, s_empty, num0, num0, num0, Py_None, minus1, pl_b, Py_None};
-        Py_ssize_t len = PyList_GET_SIZE(pending);
-        for (int i = 0; i < 14; i++)
-            PyTuple_SET_ITEM(items, i, Py_NewRef(vals[i]));
-        Py_DECREF(num0);
-        Py_DECREF(minus1);
-        r = PyList_SetSlice(pending, len, len, items);
-        Py_DECREF(items);
-        if (r < 0)
-            goto out;
-    }
     ret = 1;
 out:
     Py_XDECREF(cid);
@@ -429,16 +528,12 @@ out:
     Py_XDECREF(task_mm);
     Py_XDECREF(tree);
     Py_XDECREF(vma);
-    Py_XDECREF(pid);
-    Py_XDECREF(length);
-    Py_XDECREF(insns);
     return ret;
 }
 
 static PyObject *record_flush(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *ctx, *pending;
-    uint64_t batch;
+    PyObject *ctx;
     int r;
     (void)self;
 
@@ -456,15 +551,7 @@ static PyObject *record_flush(PyObject *self, PyObject *const *args, Py_ssize_t 
         return NULL;
     if (r == 0)
         return PyObject_Vectorcall(PyTuple_GET_ITEM(ctx, FL_SLOW), args + 1, 4, NULL);
-    pending = PyTuple_GET_ITEM(ctx, FL_PENDING);
-    if (as_u64(PyTuple_GET_ITEM(ctx, FL_BATCH), &batch) != 1) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "record_flush: bad batch");
-        return NULL;
-    }
-    if ((uint64_t)PyList_GET_SIZE(pending) >= batch)
-        return PyObject_CallNoArgs(PyTuple_GET_ITEM(ctx, FL_DRAIN));
-    Py_RETURN_NONE;
+    return after_record(ctx, FL_PENDING, FL_BATCH, FL_DRAIN);
 }
 
 static PyMethodDef tracerec_methods[] = {
@@ -482,7 +569,7 @@ static PyMethodDef tracerec_methods[] = {
 static struct PyModuleDef tracerec_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_tracerec",
-    .m_doc = "mmuemu fault tracer: the record step in C (see mmuemu.emu.tracing).",
+    .m_doc = "mmuemu fault tracer: the record steps in C (see mmuemu.emu.tracing).",
     .m_size = -1,
     .m_methods = tracerec_methods,
 };
@@ -501,9 +588,16 @@ PyMODINIT_FUNC PyInit__tracerec(void)
         {&s_end_data, "end_data"}, {&s_empty, ""}, {&s_task, "task"}, {&s_mm_rb, "mm_rb"},
         {&s_mmap_cache, "mmap_cache"},
     };
+    PyObject *m;
+
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (!*names[i].slot && !(*names[i].slot = PyUnicode_InternFromString(names[i].name)))
             return NULL;
     }
-    return PyModule_Create(&tracerec_module);
+    m = PyModule_Create(&tracerec_module);
+    if (m && PyModule_AddIntConstant(m, "RECORD_SIZE", RECORD_SIZE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }
