@@ -1,12 +1,14 @@
 """``python -m bench``: run the workloads under every variant and write the results.
 
-    python -m bench                 # full run (about 5 minutes here), README table
+    python -m bench                 # full run (about 7 minutes here), README table
     python -m bench --quick         # about 2 minutes
     python -m bench --workloads tlb,compute --arch x86_64 --variants raw,fast --reps 3
     python -m bench --profile anon_touch [--arch x86_64] [--mode fast]
 
 Outputs: ``bench/results/<date>-<tier>.json`` (every run and the summary),
 ``bench/results/<date>-<tier>.md`` and ``bench/results/latest.md`` (the table).
+A later run on the same day is ``<date>-<HHMM>-<tier>``: it does not
+overwrite the first.
 """
 from __future__ import annotations
 
@@ -67,7 +69,9 @@ def machine_info() -> dict[str, Any]:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                               capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # the benchmark's own earlier results do not make the code "uncommitted"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
+                                "--", ".", ":(exclude)bench/results"],
                                cwd=REPO, capture_output=True, text=True,
                                timeout=10).stdout.strip()
         if head:
@@ -75,6 +79,15 @@ def machine_info() -> dict[str, Any]:
     except (OSError, subprocess.TimeoutExpired):
         pass
     return info
+
+
+def result_stem(out_dir: Path, now: _dt.datetime, tier: str) -> str:
+    """``<date>-<tier>``, or ``<date>-<HHMM>-<tier>`` when the day's file exists:
+    a second run on the same day keeps the first one's results."""
+    stem = f"{now:%Y-%m-%d}-{tier}"
+    if (out_dir / f"{stem}.json").exists():
+        stem = f"{now:%Y-%m-%d-%H%M}-{tier}"
+    return stem
 
 
 def _loadavg() -> str:
@@ -250,11 +263,11 @@ def run_bench(args: argparse.Namespace, tier: str, wls: list[workloads_mod.Workl
         "first_touch": first_touch,
         "runs": [r.to_json() for r in records],
     }
-    stamp = now.strftime("%Y-%m-%d")
-    json_path = out_dir / f"{stamp}-{tier}.json"
+    stem = result_stem(out_dir, now, tier)
+    json_path = out_dir / f"{stem}.json"
     json_path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
     md = report.markdown(meta, rows, targets, first_touch)
-    (out_dir / f"{stamp}-{tier}.md").write_text(md)
+    (out_dir / f"{stem}.md").write_text(md)
     (out_dir / "latest.md").write_text(md)
     print(md)
     print(f"bench: wrote {json_path} and {out_dir / 'latest.md'}", file=sys.stderr)

@@ -113,3 +113,14 @@ def test_paired_ratios_pair_runs_of_the_same_repetition() -> None:
     assert paired is not None and paired.n == 3  # repetition 3 has no fast run
     assert paired.lo == pytest.approx(1.05) and paired.hi == pytest.approx(1.05)
     assert report.paired_ratios(trace, report.Row("x", "x86_64", "raw", "ok")) is None
+
+
+def test_a_second_run_the_same_day_keeps_the_first(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from bench.cli import result_stem
+    now = datetime(2026, 12, 4, 5, 33, tzinfo=timezone.utc)
+    assert result_stem(tmp_path, now, "full") == "2026-12-04-full"
+    (tmp_path / "2026-12-04-full.json").write_text("{}")
+    assert result_stem(tmp_path, now, "full") == "2026-12-04-0533-full"
+    assert result_stem(tmp_path, now, "quick") == "2026-12-04-quick"
