@@ -66,6 +66,7 @@ def machine_info() -> dict[str, Any]:
         info["mmuemu"] = mmuemu.__version__
     except Exception:  # pragma: no cover
         info["mmuemu"] = "?"
+    info["mmuemu_path"] = variants_mod.mmuemu_location()
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                               capture_output=True, text=True, timeout=10).stdout.strip()
@@ -198,6 +199,7 @@ def run_bench(args: argparse.Namespace, tier: str, wls: list[workloads_mod.Workl
     try:
         for w in wls:
             w.setup(root, tier)
+        mmuemu_env = variants_mod.mmuemu_env()
         for rep in range(reps):
             for w, a in plan:
                 # rotate the variant order each repetition so no variant always runs first
@@ -213,7 +215,7 @@ def run_bench(args: argparse.Namespace, tier: str, wls: list[workloads_mod.Workl
                     if cell in timed_out:
                         rec.status = f"{timed_out[cell]} (not rerun)"
                     else:
-                        env = None if v.kind == "mmuemu" else dict(GUEST_ENV)
+                        env = mmuemu_env if v.kind == "mmuemu" else dict(GUEST_ENV)
                         measure(rec, root, timeout, stats, trace, env)
                         if rec.status.startswith("failed: timed out"):
                             timed_out[cell] = rec.status

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from bench.runner import RunRecord
@@ -317,7 +318,8 @@ def markdown(meta: dict[str, Any], rows: list[Row], targets: list[TargetResult],
         "",
         f"Machine: {m['cpu']} ({m['cores']} cores), Linux {m['kernel']}, Python {m['python']}, "
         f"Unicorn {m['unicorn']}, {_qemu_short(m.get('qemu', ''))}. "
-        f"mmuemu at {m.get('git', '?')}. "
+        f"mmuemu at {m.get('git', '?')}"
+        + (f" (imported from `{Path(m['mmuemu_path']).parent}`). " if m.get("mmuemu_path") else ". ") +
         f"Repetitions per cell: {meta['reps']}, variants interleaved within each repetition; "
         f"load average {meta['loadavg_start']} at the start, {meta['loadavg_end']} at the end. "
         f"Command: `{meta['command']}` ({meta['elapsed_seconds']:.0f} s).",

@@ -9,6 +9,7 @@ runs it under qemu-user (``qemu-x86_64`` / ``qemu-aarch64``).
 """
 from __future__ import annotations
 
+import os
 import platform
 import re
 import shutil
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from bench.workloads import GUEST_BIN
+from bench.workloads import GUEST_BIN, REPO
 
 #: placeholder in mmuemu_args, replaced by a per-run trace path
 TRACE_PATH = "{trace}"
@@ -99,6 +100,31 @@ def mmuemu_cmd(python: str = sys.executable) -> list[str]:
     return [python, "-m", "mmuemu"]
 
 
+def mmuemu_env() -> dict[str, str]:
+    """The environment of every mmuemu run: this checkout first on the module path.
+
+    The runs' working directory is the guest's root, so without it
+    ``python -m mmuemu`` imports whichever mmuemu is installed (an editable
+    install of another clone, say), and the benchmark would time that code
+    while reporting this checkout's commit.
+    """
+    env = dict(os.environ)
+    old = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + old if old else "")
+    return env
+
+
+def mmuemu_location(python: str = sys.executable) -> str:
+    """Where the runs import mmuemu from (recorded with the results)."""
+    try:
+        out = subprocess.run([python, "-c", "import mmuemu; print(mmuemu.__file__)"],
+                             capture_output=True, text=True, timeout=60, cwd=tempfile.gettempdir(),
+                             env=mmuemu_env())
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"? ({e})"
+    return out.stdout.strip() or "?"
+
+
 @dataclass
 class CliCaps:
     """What the installed ``mmuemu run`` offers."""
@@ -113,7 +139,7 @@ def cli_caps(python: str = sys.executable) -> CliCaps:
     """Parse ``mmuemu run --help`` for the --mode choices and the option names."""
     try:
         out = subprocess.run([*mmuemu_cmd(python), "run", "--help"], capture_output=True,
-                             text=True, timeout=60)
+                             text=True, timeout=60, env=mmuemu_env())
     except (OSError, subprocess.TimeoutExpired) as e:
         return CliCaps((), frozenset(), "", f"mmuemu run --help: {e}")
     if out.returncode != 0:
@@ -133,7 +159,8 @@ def _probe(variant: Variant, python: str) -> str:
         cmd = [*mmuemu_cmd(python), "run", "--quiet", "--root", tmp, *args,
                str(GUEST_BIN / "x86_64" / "hello")]
         try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp)
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp,
+                                 env=mmuemu_env())
         except (OSError, subprocess.TimeoutExpired) as e:
             return f"probe run failed: {e}"
         if out.returncode != 0 or out.stdout.strip() != "hello, world":

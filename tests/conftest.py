@@ -17,6 +17,11 @@ from mmuemu.kernel.sched import TaskStruct
 from mmuemu.kernel.tlbflush import RecordingFlush
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Every ``python -m mmuemu`` a test starts (often in a temporary directory)
+# imports this checkout, not whichever mmuemu happens to be installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
 GUEST_BIN = REPO / "guest" / "bin"
 ARCHES = ["x86_64", "aarch64"]
 FORMATS: dict[str, type[PteFormat]] = {"x86_64": X86_64Pte, "aarch64": Arm64Pte}

@@ -124,3 +124,16 @@ def test_a_second_run_the_same_day_keeps_the_first(tmp_path: Path) -> None:
     (tmp_path / "2026-12-04-full.json").write_text("{}")
     assert result_stem(tmp_path, now, "full") == "2026-12-04-0533-full"
     assert result_stem(tmp_path, now, "quick") == "2026-12-04-quick"
+
+
+def test_runs_import_this_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runs start in the guest's root; they must still time this checkout's
+    code (the one whose commit the report names), not an installed mmuemu."""
+    import os
+
+    from bench import variants as variants_mod
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # (the test session sets it)
+    env = variants_mod.mmuemu_env()
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO)
+    where = variants_mod.mmuemu_location()
+    assert Path(where).resolve() == (REPO / "mmuemu" / "__init__.py").resolve()
