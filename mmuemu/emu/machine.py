@@ -117,8 +117,9 @@ class UnicornTlb:
             self.counts["uc_flushes"] += 1
             if self.native is not None:
                 self.native.uc_flushed()
-            if self.maint is not None:
-                self.maint.uc_flushed()
+            maint = self.maint
+            if maint is not None and maint.exact is not None:
+                maint.uc_flushed()
 
     def flush_tlb_page(self, mm: MmStruct, addr: int) -> None:
         self.counts["page"] += 1

@@ -52,6 +52,11 @@ class PteFormat(abc.ABC):
     level_names: tuple[str, str, str, str]
     #: highest user virtual address + 1 (TASK_SIZE)
     task_size: int
+    #: ``table_present(entry)`` is ``entry & table_mask == table_bits``; the
+    #: kernel's table walks test it inline (a method call per level was a
+    #: tenth of pte_offset_alloc's time)
+    table_mask: int
+    table_bits: int
 
     @staticmethod
     def index(va: int, level: int) -> int:

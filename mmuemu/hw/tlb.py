@@ -713,7 +713,15 @@ class X86TlbFlush(LinuxTlbFlush):
         self.issue_op(Cr3Write, pcid=pcid, noflush=False)  # flush_tlb_local()
 
     def flush_tlb_page(self, mm: Hashable, addr: int) -> None:
-        self.flush_tlb_range(mm, addr, addr + (1 << PAGE_SHIFT))
+        """flush_tlb_page(): flush_tlb_mm_range() of one page, unrolled: one
+        INVLPG if ``mm`` is current, else the full flush."""
+        pcid = self.pcid_of(mm)
+        if pcid is None:
+            return
+        if mm != self.current:
+            self._flush_all(mm)
+            return
+        self.issue_op(Invlpg, vpn=addr >> PAGE_SHIFT, asid=pcid)  # flush_tlb_one_user()
 
     def flush_tlb_range(self, mm: Hashable, start: int, end: int) -> None:
         """flush_tlb_mm_range(): INVLPG at start, start + 4096, ... below end

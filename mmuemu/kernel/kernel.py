@@ -51,6 +51,8 @@ class Kernel:
         self.vmstat = VmStat()
         # pfn 0 stays reserved, as the first frame is on real machines.
         self.buddy = BuddyAllocator(1, phys.nr_frames)
+        #: pfn_to_page() is the allocator's (one call instead of two on the fault path)
+        self.pfn_to_page: Callable[[int], Page] = self.buddy.pfn_to_page
         #: the zone's watermarks (setup_per_zone_wmarks)
         self.wmark = setup_per_zone_wmarks(self.buddy.stats.managed_pages,
                                            config.min_free_kbytes)
@@ -108,8 +110,10 @@ class Kernel:
         that frees nothing the OOM killer picks a victim. Raises OutOfMemory
         when the victim is the current task (or there is none).
         """
-        pfn = self._get_page_from_freelist(self.wmark.low)
-        if pfn is None:
+        buddy = self.buddy
+        if buddy.stats.nr_free_pages - 1 > self.wmark.low:  # _get_page_from_freelist(low)
+            pfn = buddy.alloc_pages(0)
+        else:
             pfn = self.__alloc_pages_slowpath()
         page = self.buddy.pfn_to_page(pfn)
         page.flags = 0
@@ -172,10 +176,6 @@ class Kernel:
     def close(self) -> None:
         """Shut down: swapoff (the swap file is removed)."""
         self.swap.close()
-
-    def pfn_to_page(self, pfn: int) -> Page:
-        """pfn_to_page()."""
-        return self.buddy.pfn_to_page(pfn)
 
     def get_page(self, page: Page) -> None:
         """get_page(): take a reference."""

@@ -38,14 +38,16 @@ def pte_offset_alloc(mm: MmStruct, addr: int) -> int:
     """
     kern = mm.kernel
     words = kern.phys.words
-    present = kern.fmt.table_present
+    fmt = kern.fmt
+    mask = fmt.table_mask
+    bits = fmt.table_bits
     table = mm.pgd
     for shift in (39, 30, 21):
         i = (table >> 3) + ((addr >> shift) & 0x1FF)
         entry = words[i]
-        if not present(entry):
+        if entry & mask != bits:  # !p?d_present()
             new = __pte_alloc_one(mm)
-            entry = words[i] = kern.fmt.mk_table(new)
+            entry = words[i] = fmt.mk_table(new)
         table = entry & ADDR_MASK
     return table + (((addr >> 12) & 0x1FF) << 3)
 
@@ -54,11 +56,12 @@ def pte_offset_lookup(mm: MmStruct, addr: int) -> int | None:
     """pgd_offset() … pte_offset_map() without allocating: None if a table is missing."""
     kern = mm.kernel
     words = kern.phys.words
-    present = kern.fmt.table_present
+    mask = kern.fmt.table_mask
+    bits = kern.fmt.table_bits
     table = mm.pgd
     for shift in (39, 30, 21):
         entry = words[(table >> 3) + ((addr >> shift) & 0x1FF)]
-        if not present(entry):
+        if entry & mask != bits:
             return None
         table = entry & ADDR_MASK
     return table + (((addr >> 12) & 0x1FF) << 3)
@@ -96,10 +99,12 @@ def pte_clear(mm: MmStruct, addr: int, pte_pa: int) -> None:
 def ptep_clear_flush(vma: VmAreaStruct, addr: int, pte_pa: int) -> int:
     """ptep_clear_flush(): clear the PTE and flush its TLB entry; returns the old PTE."""
     mm = vma.vm_mm
-    old = ptep_get(mm, pte_pa)
-    pte_clear(mm, addr, pte_pa)
-    if mm.kernel.fmt.pte_present(old):
-        mm.kernel.tlb.flush_tlb_page(mm, addr)
+    kern = mm.kernel
+    words = kern.phys.words
+    old = words[pte_pa >> 3]  # ptep_get()
+    words[pte_pa >> 3] = 0  # pte_clear()
+    if kern.fmt.pte_present(old):
+        kern.tlb.flush_tlb_page(mm, addr)
     return old
 
 

@@ -95,7 +95,7 @@ def add_page_to_lru_list(kern: "Kernel", page: Page, lru: str) -> None:
     or PG_unevictable to match the list)."""
     assert page.lru is None, f"pfn {page.pfn:#x} already on {page.lru}"
     page.flags |= 1 << PG.lru
-    if is_active_lru(lru):
+    if lru == LRU_ACTIVE_ANON or lru == LRU_ACTIVE_FILE:  # is_active_lru()
         page.flags |= 1 << PG.active
     elif lru == LRU_UNEVICTABLE:
         page.flags |= 1 << PG.unevictable

@@ -137,3 +137,16 @@ def test_runs_import_this_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO)
     where = variants_mod.mmuemu_location()
     assert Path(where).resolve() == (REPO / "mmuemu" / "__init__.py").resolve()
+
+
+def test_faultpath_times_every_fault() -> None:
+    """cow_fork N faults at least three times per page (first write, the
+    child's COW break, the parent's reuse), and the tool times each one."""
+    out = subprocess.run([sys.executable, "-m", "bench.faultpath", "--runs", "1", "cow_fork", "32"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    fault = next(line for line in out.stdout.splitlines() if line.strip().startswith("fault "))
+    calls = int(fault.split(" calls")[0].split()[-1])
+    assert 3 * 32 <= calls < 3 * 32 + 40
+    copies = next(line for line in out.stdout.splitlines() if "copy_frame" in line)
+    assert int(copies.split(" calls")[0].split()[-1]) >= 32  # one copy per COW break

@@ -76,6 +76,9 @@ class Arm64Pte(PteFormat):
     def mk_table(self, table_pa: int) -> int:
         return table_pa | PMD_TYPE_TABLE | PMD_TABLE_PXN
 
+    table_mask = 3
+    table_bits = PMD_TYPE_TABLE
+
     def table_present(self, entry: int) -> bool:
         return (entry & 3) == PMD_TYPE_TABLE
 

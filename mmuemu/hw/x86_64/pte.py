@@ -66,6 +66,9 @@ class X86_64Pte(PteFormat):
     def mk_table(self, table_pa: int) -> int:
         return table_pa | _PAGE_TABLE
 
+    table_mask = _PAGE_PRESENT
+    table_bits = _PAGE_PRESENT
+
     def table_present(self, entry: int) -> bool:
         return bool(entry & _PAGE_PRESENT)
 
