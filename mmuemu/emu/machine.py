@@ -111,12 +111,17 @@ class UnicornTlb:
         self.uc = uc
         self._uc_flush = uc_tlb_flusher(uc)
 
+    def use_native(self, native: NativeFastPath) -> None:
+        """Fast mode: tell ``native``'s soft-TLB sizing of each flush, in the
+        same foreign call as the flush."""
+        assert self.uc is not None
+        self.native = native
+        self._uc_flush = native.uc_tlb_flusher(self.uc)
+
     def _flush(self) -> None:
         if self.uc is not None:
-            self._uc_flush()
+            self._uc_flush()  # (and the sizing's bookkeeping, with use_native)
             self.counts["uc_flushes"] += 1
-            if self.native is not None:
-                self.native.uc_flushed()
             maint = self.maint
             if maint is not None and maint.exact is not None:
                 maint.uc_flushed()
@@ -328,7 +333,7 @@ class Machine:
             self.exact.grow_soft_tlb(self.rconfig.soft_tlb_max)
         elif not self.raw_mode:
             self.native.grow_soft_tlb(uc, self.rconfig.soft_tlb_max)
-            self.tlb.native = self.native
+            self.tlb.use_native(self.native)
         self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_BLOCK,
                                            self.native.block_hook_addr, self.native.state_addr))
         self.native.set_count_block(self._count_block)

@@ -450,6 +450,26 @@ class NativeFastPath(NativeResource):
         """Unicorn's soft TLB was just flushed (by the kernel model's request)."""
         self._lib.mmuemu_uc_flushed(self._ptr)
 
+    def uc_tlb_flusher(self, uc: UcLike, ctl_addr: Optional[int] = None) -> Callable[[], None]:
+        """:func:`uc_tlb_flusher` and :meth:`uc_flushed` in one foreign call
+        (``mmuemu_flush_uc_tlb``), arguments converted once. Raises UcError as
+        the binding does (and the sizing then does not count the flush).
+        ``ctl_addr``: another ``uc_ctl`` (tests)."""
+        handle = uc._uch
+        c_handle = ctypes.c_void_p(handle.value if isinstance(handle, ctypes.c_void_p) else handle)
+        c_code = ctypes.c_int(UC_CTL_FLUSH_CODE)
+        c_ctl = ctypes.c_void_p(_func_addr(uclib.uc_ctl) if ctl_addr is None else ctl_addr)
+        c_state = ctypes.c_void_p(self.state_addr)
+        # a private handle on the library: no argtypes, the converted values go through
+        fn = ctypes.CDLL(self._lib._name).mmuemu_flush_uc_tlb
+        fn.restype = ctypes.c_int
+
+        def flush() -> None:
+            status = fn(c_state, c_ctl, c_handle, c_code)
+            if status != unicorn_const.UC_ERR_OK:
+                raise UcError(status)
+        return flush
+
     @property
     def soft_tlb(self) -> SoftTlbSizing:
         """The soft-TLB sizing state (read it; :meth:`grow_soft_tlb` sets it)."""

@@ -672,6 +672,8 @@ class X86TlbFlush(LinuxTlbFlush):
     def __init__(self, asid_bits: int, sink: Optional[Sink] = None) -> None:
         super().__init__(asid_bits, sink)
         self.slots: list[Optional[Hashable]] = [None] * X86_NR_DYN_ASIDS
+        #: pcid_of(current), kept by switch_mm()
+        self.current_pcid = 0
         self.stale: set[int] = set()  # slots whose PCID must be flushed on next use
         self.next_slot = 0
 
@@ -686,6 +688,7 @@ class X86TlbFlush(LinuxTlbFlush):
     def switch_mm(self, mm: Hashable) -> int:
         if not self.asid_bits:
             self.current = mm
+            self.current_pcid = 0
             self.issue_op(Cr3Write, pcid=0, noflush=False)
             return 0
         pcid = self.pcid_of(mm)
@@ -700,6 +703,7 @@ class X86TlbFlush(LinuxTlbFlush):
             need_flush = True
         self.stale.discard(pcid - 1)
         self.current = mm
+        self.current_pcid = pcid
         self.issue_op(Cr3Write, pcid=pcid, noflush=not need_flush)
         return pcid
 
@@ -715,13 +719,10 @@ class X86TlbFlush(LinuxTlbFlush):
     def flush_tlb_page(self, mm: Hashable, addr: int) -> None:
         """flush_tlb_page(): flush_tlb_mm_range() of one page, unrolled: one
         INVLPG if ``mm`` is current, else the full flush."""
-        pcid = self.pcid_of(mm)
-        if pcid is None:
-            return
         if mm != self.current:
-            self._flush_all(mm)
+            self._flush_all(mm)  # (nothing if mm has no PCID here)
             return
-        self.issue_op(Invlpg, vpn=addr >> PAGE_SHIFT, asid=pcid)  # flush_tlb_one_user()
+        self.issue_op(Invlpg, vpn=addr >> PAGE_SHIFT, asid=self.current_pcid)  # flush_tlb_one_user()
 
     def flush_tlb_range(self, mm: Hashable, start: int, end: int) -> None:
         """flush_tlb_mm_range(): INVLPG at start, start + 4096, ... below end

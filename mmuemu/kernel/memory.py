@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mmuemu.kernel.mm_types import (
-    PG, PG_readahead, VM, ClearPage, FaultFlag, FaultKind, MmStruct, Page, PageAnon, PageTest, SetPage,
+    PAGE_MAPPING_ANON, PG, PG_readahead, VM, ClearPage, FaultFlag, FaultKind, MmStruct, Page,
+    PageAnon, PageTest, SetPage,
     VmAreaStruct, VmFault, VmFaultReason, VM_FAULT_ERROR,
 )
 from mmuemu.kernel.cacheflush import copy_user_highpage, flush_cache_page
@@ -130,7 +131,8 @@ def handle_mm_fault(vma: VmAreaStruct, address: int, flags: int,
 def __handle_mm_fault(vma: VmAreaStruct, address: int,
                       flags: int) -> tuple[int, VmFault]:
     """__handle_mm_fault(): build the vm_fault, allocate page tables, go to the PTE."""
-    vmf = VmFault(vma, address & ~0xFFF, address, flags, linear_page_index(vma, address))
+    vmf = VmFault(vma, address & ~0xFFF, address, flags,
+                  ((address - vma.vm_start) >> 12) + vma.vm_pgoff)  # linear_page_index()
     try:
         vmf.pte_pa = pte_offset_alloc(vma.vm_mm, address)
     except OutOfMemory:
@@ -146,12 +148,13 @@ def handle_pte_fault(vmf: VmFault) -> int:
     """handle_pte_fault(): classify the PTE and call the handler."""
     vma = vmf.vma
     mm = vma.vm_mm
-    fmt = mm.kernel.fmt
-    entry = ptep_get(mm, vmf.pte_pa)
+    kern = mm.kernel
+    fmt = kern.fmt
+    entry = kern.phys.words[vmf.pte_pa >> 3]  # ptep_get()
     vmf.orig_pte = entry
     if not fmt.pte_present(entry):
         if fmt.pte_none(entry):
-            if vma_is_anonymous(vma):
+            if vma.vm_ops is None:  # vma_is_anonymous()
                 return do_anonymous_page(vmf)
             return do_linear_fault(vmf)
         return do_swap_page(vmf)
@@ -188,7 +191,7 @@ def do_anonymous_page(vmf: VmFault) -> int:
         return VmFaultReason.NONE
     anon_vma_prepare(vma)
     page = kern.alloc_page(zero=True)  # alloc_zeroed_user_highpage_movable
-    SetPage(page, PG.uptodate)
+    page.flags |= 1 << PG.uptodate  # __SetPageUptodate()
     do_set_pte(vma, vmf.address, page, vmf.pte_pa,
                write=bool(vma.vm_flags & VM.WRITE), anon=True)
     _update_hiwater_rss(mm)
@@ -410,13 +413,13 @@ def do_wp_page(vmf: VmFault) -> int:
         if vma.vm_flags & (VM.WRITE | VM.SHARED) == (VM.WRITE | VM.SHARED):
             return wp_pfn_shared(vmf)
         return wp_page_copy(vmf)
-    if PageAnon(page):
+    if page.mapping & PAGE_MAPPING_ANON:  # PageAnon()
         # 6.x: reuse when we hold the only reference (folio_ref_count == 1 and
         # not in the swap cache); the page moves to our anon_vma.
         if page.flags >> PG.owner_priv_1 & 1 and page._mapcount == 0 and page._count == 2:
             from mmuemu.kernel.swapfile import try_to_free_swap
             try_to_free_swap(kern, page)  # 6.x: drop the swap copy of an exclusive page
-        if page._count == 1 and page._mapcount == 0 and not PageTest(page, PG.owner_priv_1):
+        if page._count == 1 and page._mapcount == 0 and not page.flags >> PG.owner_priv_1 & 1:
             page_move_anon_rmap(page, vma)
             kern.vmstat.cow_reuses += 1
             vmf.kind = _KIND_WP
@@ -424,7 +427,7 @@ def do_wp_page(vmf: VmFault) -> int:
             return wp_page_reuse(vmf)
     elif vma.vm_flags & (VM.WRITE | VM.SHARED) == (VM.WRITE | VM.SHARED):
         return wp_page_shared(vmf)
-    kern.get_page(page)
+    page._count += 1  # get_page()
     return wp_page_copy(vmf)
 
 
@@ -433,7 +436,8 @@ def wp_page_reuse(vmf: VmFault) -> int:
     the old translation only lacked write permission)."""
     vma = vmf.vma
     fmt = vma.vm_mm.kernel.fmt
-    flush_cache_page(vma, vmf.address, fmt.pte_pfn(vmf.orig_pte))
+    # flush_cache_page(), straight to the architecture's hook (a call fewer)
+    vma.vm_mm.kernel.cacheflush.flush_cache_page(vma, vmf.address, fmt.pte_pfn(vmf.orig_pte))
     entry = fmt.pte_mkyoung(vmf.orig_pte)
     entry = fmt.pte_mkwrite(fmt.pte_mkdirty(entry))
     set_pte_at(vma.vm_mm, vmf.address, vmf.pte_pa, entry)
@@ -480,8 +484,9 @@ def wp_page_copy(vmf: VmFault) -> int:
     else:
         # Locked across the allocation, which may reclaim: rmap must not
         # unmap the PTE this fault is about to replace.
-        was_locked = PageTest(old_page, PG.locked)
-        SetPage(old_page, PG.locked)
+        locked = 1 << PG.locked
+        was_locked = old_page.flags & locked
+        old_page.flags |= locked  # lock_page()
         try:
             new_page = kern.alloc_page()
         except OutOfMemory:
@@ -490,14 +495,14 @@ def wp_page_copy(vmf: VmFault) -> int:
             kern.put_page(old_page)
             raise
         if not was_locked:
-            unlock_page(old_page)
-        copy_user_highpage(kern, new_page, old_page)  # __wp_page_copy_user
+            old_page.flags &= ~locked  # unlock_page()
+        kern.cacheflush.copy_user_highpage(kern, new_page, old_page)  # __wp_page_copy_user
         kern.vmstat.cow_copies += 1
         vmf.kind = _KIND_COW
-    SetPage(new_page, PG.uptodate)
+    new_page.flags |= 1 << PG.uptodate  # __SetPageUptodate()
     if old_page is not None:
         page_remove_rmap(old_page, vma)
-    flush_cache_page(vma, vmf.address, kern.fmt.pte_pfn(vmf.orig_pte))
+    kern.cacheflush.flush_cache_page(vma, vmf.address, kern.fmt.pte_pfn(vmf.orig_pte))
     ptep_clear_flush(vma, vmf.address, vmf.pte_pa)
     do_set_pte(vma, vmf.address, new_page, vmf.pte_pa, write=True, anon=True)
     if old_page is not None:

@@ -396,6 +396,11 @@ class MmStruct:
     mm_users: int = 1
     #: ASID (arm64) / PCID (x86-64) given to this address space
     context_id: int = 0
+    #: the last PTE table pte_offset_alloc() reached: (addr >> PMD_SHIFT, index
+    #: of the PMD entry's word, the entry). Used only while that word still
+    #: holds that entry; free_pgd_range() drops it. Not kernel state: it spares
+    #: the fault path two table reads when faults come in the same 2 MiB.
+    pte_table_hint: Optional[tuple[int, int, int]] = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.mm_rb = VmaTree(stack_guard_gap=self.kernel.config.stack_guard_gap_pages << 12)

@@ -38,10 +38,14 @@ def pte_offset_alloc(mm: MmStruct, addr: int) -> int:
     """
     kern = mm.kernel
     words = kern.phys.words
+    hint = mm.pte_table_hint
+    if hint is not None and hint[0] == addr >> 21 and words[hint[1]] == hint[2]:
+        return (hint[2] & ADDR_MASK) + (((addr >> 12) & 0x1FF) << 3)
     fmt = kern.fmt
     mask = fmt.table_mask
     bits = fmt.table_bits
     table = mm.pgd
+    i = entry = 0
     for shift in (39, 30, 21):
         i = (table >> 3) + ((addr >> shift) & 0x1FF)
         entry = words[i]
@@ -49,6 +53,7 @@ def pte_offset_alloc(mm: MmStruct, addr: int) -> int:
             new = __pte_alloc_one(mm)
             entry = words[i] = fmt.mk_table(new)
         table = entry & ADDR_MASK
+    mm.pte_table_hint = (addr >> 21, i, entry)
     return table + (((addr >> 12) & 0x1FF) << 3)
 
 
@@ -159,6 +164,7 @@ def free_pgd_range(mm: MmStruct, start: int, end: int, floor: int, ceiling: int)
     fmt = kern.fmt
     top = ceiling or (1 << 48)
     freed = 0
+    mm.pte_table_hint = None  # the table it names may go
 
     def walk(table: int, level: int, base: int) -> bool:
         """Free what is empty below ``table``; True if ``table`` is now empty."""

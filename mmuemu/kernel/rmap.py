@@ -26,7 +26,7 @@ from mmuemu.kernel.interval_tree import (
 )
 from mmuemu.kernel.mm_types import (
     PAGE_MAPPING_ANON, PG, AddressSpace, AnonVma, AnonVmaChain, Page, PageAnon,
-    SetPage, VmAreaStruct,
+    VmAreaStruct,
 )
 from mmuemu.kernel.rbtree import RB_EMPTY_ROOT
 
@@ -115,7 +115,7 @@ def __page_set_anon_rmap(page: Page, vma: VmAreaStruct, address: int) -> None:
 
 def page_add_new_anon_rmap(page: Page, vma: VmAreaStruct, address: int) -> None:
     """page_add_new_anon_rmap(): first mapping of a fresh anonymous page."""
-    SetPage(page, PG.swapbacked)
+    page.flags |= 1 << PG.swapbacked  # __SetPageSwapBacked()
     page._mapcount = 0
     __page_set_anon_rmap(page, vma, address)
     vma.vm_mm.rss_anon += 1
@@ -168,7 +168,7 @@ def page_remove_rmap(page: Page, vma: VmAreaStruct) -> None:
     """page_remove_rmap(): one PTE no longer maps the page."""
     page._mapcount -= 1
     mm = vma.vm_mm
-    if PageAnon(page):
+    if page.mapping & PAGE_MAPPING_ANON:  # PageAnon()
         mm.rss_anon -= 1
     elif PageTestSwapBacked(page):
         mm.rss_shmem -= 1

@@ -124,6 +124,36 @@ def test_other_flushes_restart_the_count_and_double_only_after_enough_fills() ->
     assert p.flushes == [300 + 512]  # no second flush for the same growth
 
 
+def test_the_kernel_models_flush_is_one_call_that_also_restarts_the_count() -> None:
+    """Machine's flush in fast mode: uc_ctl and the sizing's bookkeeping in one
+    foreign call; a failed flush raises like the binding and is not counted."""
+    from unicorn import UcError
+
+    p = Policy(1 << 20)
+    status = [0]
+
+    def ctl(uc: int, code: int) -> int:
+        assert (uc, code & 0xFFFFFFFF) == (FAKE_UC, UC_CTL_FLUSH_CODE)
+        p.flushes.append(-1)
+        return status[0]
+
+    kernel_ctl = CTL(ctl)
+    fake_uc = type("FakeUc", (), {"_uch": ctypes.c_void_p(FAKE_UC)})()
+    flush = p.native.uc_tlb_flusher(fake_uc, ctl_addr=ctypes.cast(kernel_ctl, ctypes.c_void_p).value)
+    p.fill(600)  # past 2 x 256: the policy flushed once (at 512) and doubled
+    assert p.flushes == [512] and p.estimate == 512
+    flush()  # 88 fills since: the table keeps its size, the count restarts
+    assert p.flushes == [512, -1] and p.estimate == 512 and p.native.soft_tlb.fills == 0
+    p.fill(1023)
+    assert p.flushes == [512, -1]
+    status[0] = 5
+    with pytest.raises(UcError):
+        flush()
+    assert p.native.soft_tlb.fills == 1023  # not counted as a flush
+    p.fill(1)
+    assert p.flushes == [512, -1, -1, 512 + 88 + 1024] and p.estimate == 1024
+
+
 # --- under Unicorn, with the machine ----------------------------------------------------------
 
 def _run(arch: str, prog: str, args: list[str], mode: str, soft_tlb_max: int,

@@ -449,6 +449,18 @@ MMUEMU_EXPORT void mmuemu_uc_flushed(struct mmuemu_state *s)
     softtlb_flushed(&s->sizing);
 }
 
+/** mmuemu_flush_uc_tlb - the kernel model's flush: uc_ctl(uc, code) through
+ * @ctl, then mmuemu_uc_flushed(); one foreign call instead of two on every
+ * COW fault. Returns uc_ctl's status (the flush counts only if it worked). */
+MMUEMU_EXPORT int mmuemu_flush_uc_tlb(struct mmuemu_state *s, mmuemu_ctl_fn ctl,
+                                      uc_engine *uc, int code)
+{
+    int status = ctl(uc, code);
+    if (status == 0)
+        softtlb_flushed(&s->sizing);
+    return status;
+}
+
 /** mmuemu_block_table_clear - forget every block's count (code changed). */
 MMUEMU_EXPORT void mmuemu_block_table_clear(struct mmuemu_state *s)
 {
