@@ -318,3 +318,53 @@ def test_madvise_dontneed_frees_anon_pages(rig: KernelRig) -> None:
     assert rig.kern.buddy.stats.nr_free_pages == free0 - new_tables
     assert _fault(rig, addr, AccessType.READ) == 0
     assert rig.kern.fmt.pte_pfn(_pte(rig, addr)) == rig.kern.zero_pfn
+
+
+def test_a_freed_pte_table_is_never_used_again(rig: KernelRig) -> None:
+    """pte_offset_alloc's memory of the last PTE table must not outlive the
+    table: map, fault, unmap (the tables are freed), map again over the same
+    2 MiB and fault there. The freed frames are handed out again (the old
+    table's among them), so a PTE written through a stale table would land in
+    someone's page: every PTE must be reachable by a walk from the pgd."""
+    mm = rig.task.mm
+    fmt = rig.kern.fmt
+    addr = _anon(rig, 4)
+    assert _fault(rig, addr, AccessType.WRITE) == 0
+    assert do_munmap(mm, addr, 4 * PAGE) == 0
+    assert pte_offset_lookup(mm, addr) is None  # the tables went back to the allocator
+    n = 64
+    other = _anon(rig, n)
+    assert other >> 21 == addr >> 21 or (other + n * PAGE - 1) >> 21 == addr >> 21
+    for i in range(n):
+        assert _fault(rig, other + i * PAGE, AccessType.WRITE) == 0
+    for i in range(n):
+        pte = _pte(rig, other + i * PAGE)
+        assert fmt.pte_present(pte) and fmt.pte_write(pte)
+        page = rig.kern.pfn_to_page(fmt.pte_pfn(pte))
+        assert page_mapcount(page) == 1 and PageAnon(page)
+    assert mm.rss_anon == n
+
+
+def test_a_changed_pmd_entry_is_walked_again(rig: KernelRig) -> None:
+    """If the PMD entry for the remembered table changes (here: the table moves
+    to another frame behind the kernel's back), the next fault walks again."""
+    mm = rig.task.mm
+    words = rig.kern.phys.words
+    addr = _anon(rig, 2)
+    assert _fault(rig, addr, AccessType.WRITE) == 0
+    pte_pa = pte_offset_lookup(mm, addr)
+    assert pte_pa is not None
+    old_table = pte_pa & ~0xFFF
+    new_table = rig.kern.alloc_page(kind="pgtable", zero=True).pfn << 12
+    rig.kern.phys.buf[new_table:new_table + PAGE] = rig.kern.phys.buf[old_table:old_table + PAGE]
+    # rewrite the PMD entry (found by walking the three upper levels) to point at the copy
+    table = mm.pgd
+    slot = 0
+    for shift in (39, 30, 21):
+        slot = (table >> 3) + ((addr >> shift) & 0x1FF)
+        table = words[slot] & 0x0000_FFFF_FFFF_F000
+    assert table == old_table
+    words[slot] = rig.kern.fmt.mk_table(new_table)
+    assert _fault(rig, addr + PAGE, AccessType.WRITE) == 0
+    assert words[(new_table >> 3) + (((addr + PAGE) >> 12) & 0x1FF)] != 0
+    assert words[(old_table >> 3) + (((addr + PAGE) >> 12) & 0x1FF)] == 0
