@@ -102,8 +102,6 @@ class UnicornTlb:
         self.uc: Optional[unicorn.Uc] = None
         self._uc_flush: Callable[[], None] = lambda: None
         self.maint: Optional[TlbMaintenance] = None
-        #: fast mode's fill path, told of every flush (its soft-TLB sizing policy)
-        self.native: Optional[NativeFastPath] = None
         self.counts: dict[str, int] = {"page": 0, "range": 0, "mm": 0, "uc_flushes": 0}
 
     def attach(self, uc: unicorn.Uc) -> None:
@@ -115,7 +113,6 @@ class UnicornTlb:
         """Fast mode: tell ``native``'s soft-TLB sizing of each flush, in the
         same foreign call as the flush."""
         assert self.uc is not None
-        self.native = native
         self._uc_flush = native.uc_tlb_flusher(self.uc)
 
     def _flush(self) -> None:

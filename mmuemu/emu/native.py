@@ -213,6 +213,12 @@ def _func_addr(func: _ctypes.CFuncPtr) -> int:
     return int(addr)
 
 
+def uc_handle(uc: UcLike) -> ctypes.c_void_p:
+    """``uc``'s ``uc_engine *``, converted once for calls without argtypes."""
+    handle = uc._uch
+    return ctypes.c_void_p(handle.value if isinstance(handle, ctypes.c_void_p) else handle)
+
+
 def uc_tlb_flusher(uc: UcLike) -> Callable[[], None]:
     """A function dropping every translation in ``uc``'s soft TLB (libunicorn's
     ``uc_ctl(UC_CTL_TLB_FLUSH)``), with its arguments converted once.
@@ -221,8 +227,7 @@ def uc_tlb_flusher(uc: UcLike) -> Callable[[], None]:
     (most of it the flush itself), and fast mode flushes on every COW and
     write-protect fault. Raises UcError as the binding does.
     """
-    handle = uc._uch
-    c_handle = ctypes.c_void_p(handle.value if isinstance(handle, ctypes.c_void_p) else handle)
+    c_handle = uc_handle(uc)
     c_code = ctypes.c_int(UC_CTL_FLUSH_CODE)
     # a private handle on the same library: no argtypes, the converted values go through
     ctl = ctypes.CDLL(uclib._name).uc_ctl
@@ -455,8 +460,7 @@ class NativeFastPath(NativeResource):
         (``mmuemu_flush_uc_tlb``), arguments converted once. Raises UcError as
         the binding does (and the sizing then does not count the flush).
         ``ctl_addr``: another ``uc_ctl`` (tests)."""
-        handle = uc._uch
-        c_handle = ctypes.c_void_p(handle.value if isinstance(handle, ctypes.c_void_p) else handle)
+        c_handle = uc_handle(uc)
         c_code = ctypes.c_int(UC_CTL_FLUSH_CODE)
         c_ctl = ctypes.c_void_p(_func_addr(uclib.uc_ctl) if ctl_addr is None else ctl_addr)
         c_state = ctypes.c_void_p(self.state_addr)

@@ -27,7 +27,7 @@ from mmuemu.kernel.mm_types import (
     PageAnon, PageTest, SetPage,
     VmAreaStruct, VmFault, VmFaultReason, VM_FAULT_ERROR,
 )
-from mmuemu.kernel.cacheflush import copy_user_highpage, flush_cache_page
+from mmuemu.kernel.cacheflush import copy_user_highpage
 from mmuemu.kernel.filemap import set_page_dirty, unlock_page
 from mmuemu.kernel.swap import LRU_ACTIVE_ANON, lru_cache_add
 from mmuemu.kernel.page_alloc import OutOfMemory
