@@ -343,8 +343,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.error(f"unknown command {args.command}")
 
 
+#: numpy's OpenBLAS starts a thread pool at import whose threads spin for
+#: about 80 ms of CPU before they sleep. mmuemu does no linear algebra; on a
+#: two-core machine those threads (one in the emulator, one in the trace
+#: writer process) take a core from the emulator during a short run.
+_SINGLE_THREADED_BLAS = {"OPENBLAS_NUM_THREADS": "1"}
+
+
 def console_main() -> NoReturn:
     """setuptools console-script wrapper."""
+    for name, value in _SINGLE_THREADED_BLAS.items():  # before anything imports numpy
+        os.environ.setdefault(name, value)
     code = main()
     try:
         sys.stdout.flush()
