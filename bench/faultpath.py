@@ -43,10 +43,12 @@ def _timed(acc: dict[str, list[float]], key: str,
     return wrapper
 
 
-def one_run(arch: str, program: str, args: list[str], prefault: bool) -> dict[str, Any]:
+def one_run(arch: str, program: str, args: list[str], prefault: bool,
+            trace: bool = False) -> dict[str, Any]:
     """One run in this process: total emulation seconds and the timed parts."""
     from mmuemu.config import KernelConfig, RunConfig
     from mmuemu.emu import machine
+    from mmuemu.emu.tracing import FaultTracer
     from mmuemu.hw import physmem
 
     acc: dict[str, list[float]] = {}
@@ -54,8 +56,11 @@ def one_run(arch: str, program: str, args: list[str], prefault: bool) -> dict[st
     physmem.PhysMem.zero_frame = _timed(acc, "zero_frame", physmem.PhysMem.zero_frame)  # type: ignore
     physmem.PhysMem.copy_frame = _timed(acc, "copy_frame", physmem.PhysMem.copy_frame)  # type: ignore
     with tempfile.TemporaryDirectory(prefix="mmuemu-faultpath-") as root:
+        tracer = FaultTracer(os.path.join(root, "run.mmtrace"), argv=args) if trace else None
         m = machine.Machine(str(REPO / "guest" / "bin" / arch / program), args,
-                            KernelConfig(), RunConfig(mode="fast", root=root))
+                            KernelConfig(), RunConfig(mode="fast", root=root), tracer=tracer)
+        if tracer is not None:  # the recorder the fault path calls (C, bound at attach)
+            tracer.fault = _timed(acc, "record", tracer.fault)  # type: ignore[method-assign]
         if prefault:
             buf = m.kern.phys.buf
             n = min(PREFAULT_BYTES, len(buf))
@@ -69,6 +74,8 @@ def one_run(arch: str, program: str, args: list[str], prefault: bool) -> dict[st
             finally:
                 sys.stdout = saved
         total = time.perf_counter() - t
+        if tracer is not None:
+            tracer.close()
     return {"total": total, **{k: {"seconds": v[0], "calls": v[1]} for k, v in acc.items()}}
 
 
@@ -78,18 +85,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--prefault", action="store_true",
                     help="write the first 256 MiB of emulated RAM before each run")
+    ap.add_argument("--trace", action="store_true",
+                    help="record a binary fault trace (the recorder's calls are timed as 'record')")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("program", nargs="?", default="cow_fork")
     ap.add_argument("args", nargs="*", default=None)
     a = ap.parse_args(argv)
     args = a.args if a.args else (["8192"] if a.program == "cow_fork" else [])
     if a.one:
-        print(json.dumps(one_run(a.arch, a.program, args, a.prefault)))
+        print(json.dumps(one_run(a.arch, a.program, args, a.prefault, a.trace)))
         return 0
     rows = []
     for _ in range(a.runs):
         cmd = [sys.executable, "-m", "bench.faultpath", "--one", "--arch", a.arch,
-               *(["--prefault"] if a.prefault else []), a.program, *args]
+               *(["--prefault"] if a.prefault else []), *(["--trace"] if a.trace else []),
+               a.program, *args]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
         if out.returncode != 0:
             last = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
@@ -97,10 +107,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 1
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"{a.program} {' '.join(args)} on {a.arch}, fast mode, {a.runs} runs"
-          f"{', RAM pre-touched' if a.prefault else ''} (median, min-max):")
+          f"{', RAM pre-touched' if a.prefault else ''}{', traced' if a.trace else ''} (median, min-max):")
     totals = [r["total"] for r in rows]
     print(f"  emulation     {statistics.median(totals):.3f} s ({min(totals):.3f}-{max(totals):.3f})")
-    for key in ("fault", "zero_frame", "copy_frame"):
+    for key in ("fault", "record", "zero_frame", "copy_frame"):
         per = [r[key]["seconds"] / r[key]["calls"] * 1e6 for r in rows if key in r and r[key]["calls"]]
         if not per:
             continue

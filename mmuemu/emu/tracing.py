@@ -54,6 +54,7 @@ from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct, VmFault
 from mmuemu.kernel.mmap import find_vma
 from mmuemu.kernel.pgtable import pte_offset_lookup
 from mmuemu.kernel.sched import TaskStruct
+from mmuemu.kernel.vma_tree import VmaTree
 from mmuemu.trace.background import BackgroundWriter
 from mmuemu.trace.background import supported as background_supported
 from mmuemu.trace.schema import ALL_EVENTS, KINDS, EventFilter, TraceHeader
@@ -214,6 +215,11 @@ def insns_reader(native: Any) -> Callable[[], int]:
 #: keeps up during the run, large enough that a send costs little per event.
 BACKGROUND_BATCH_EVENTS = 1024
 
+#: The classes whose attributes the C recorder reads (vmf, task, mm, vma, the
+#: mm's VMA tree): it reads their __slots__ members in place, without
+#: getattr's type lookup, and any other object through getattr.
+RECORDED_CLASSES: tuple[type, ...] = (VmFault, TaskStruct, MmStruct, VmAreaStruct, VmaTree)
+
 
 class FaultTracer:
     """A :class:`TraceSink` writing enriched events to a trace file.
@@ -327,10 +333,12 @@ class FaultTracer:
         native = machine.native
         native.capture_fault_pc(machine.uc, machine.regs[machine.spec.pc_reg])
         ids = self._interner
+        classes = RECORDED_CLASSES
+        layout = (_tracerec.slot_layout(*classes), classes)
         ctx = (self._pending, self._vmas, self._disasm, native.field_addr("insns"),
                native.field_addr("fault_vaddr"), native.field_addr("fault_pc"),
                machine.phys.address(), machine.phys.size, batch_bytes,
-               FaultTracer.fault.__get__(self), self._drain, ids.ids, ids.new)
+               FaultTracer.fault.__get__(self), self._drain, ids.ids, ids.new, layout)
         #: the instance attribute the kernel's trace.fault(...) finds first
         self.fault = functools.partial(_tracerec.record_fault, ctx)  # type: ignore[method-assign]
         if {"flush.tlb_page", "flush.tlb_range"} <= self.events.kinds \
@@ -338,7 +346,7 @@ class FaultTracer:
             flush_ctx = (self._pending, self._vmas, self._disasm, native.field_addr("insns"),
                          batch_bytes, FaultTracer.tlb_flush.__get__(self), self._drain, machine,
                          ids.ids, ids.new, "page", "range", _FLUSH_KINDS["page"],
-                         _FLUSH_KINDS["range"])
+                         _FLUSH_KINDS["range"], layout)
             self.tlb_flush = functools.partial(  # type: ignore[method-assign]
                 _tracerec.record_flush, flush_ctx)
 

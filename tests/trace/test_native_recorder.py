@@ -91,3 +91,25 @@ def test_close_puts_the_python_method_back(tmp_path: Path) -> None:
     assert "fault" not in tracer.__dict__ and "tlb_flush" not in tracer.__dict__
     tracer.fault(machine.task, 0x1000, "read", None, None, False, 11, True)
     assert tracer.n_events == tracer.stats()["events"]
+
+
+def test_the_recorder_reads_every_attribute_in_place() -> None:
+    """Each attribute the C recorder reads is a __slots__ member of its class
+    (what @dataclass(slots=True) makes), so none goes through getattr."""
+    import struct
+
+    layout = tracing._tracerec.slot_layout(*tracing.RECORDED_CLASSES)
+    offsets = [off for _, off in struct.iter_unpack("Pn", layout)]
+    assert len(offsets) == 16 and all(off > 0 for off in offsets)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_objects_of_other_classes_are_read_through_getattr(
+        tmp_path: Path, golden: GoldenChecker, arch: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a layout for classes the kernel's objects are not, every attribute
+    goes through getattr, and the trace is the same bytes."""
+    run = GOLDEN_RUNS["cow_fork"]
+    in_place = golden.trace(arch, run, out=tmp_path / "slots.jsonl")
+    monkeypatch.setattr(tracing, "RECORDED_CLASSES", (object,) * 5)
+    through_getattr = golden.trace(arch, run, out=tmp_path / "getattr.jsonl")
+    assert in_place.read_bytes() == through_getattr.read_bytes()

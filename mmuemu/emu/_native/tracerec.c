@@ -24,6 +24,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h> /* T_OBJECT_EX: a __slots__ member */
 #include <stdint.h>
 #include <string.h>
 
@@ -41,6 +42,7 @@ enum {
     CTX_DRAIN,       /* callable: FaultTracer._drain() */
     CTX_IDS,         /* dict: object -> number (Interner.ids) */
     CTX_NEW,         /* list: objects numbered since the last batch (Interner.new) */
+    CTX_LAYOUT,      /* (bytes, classes): slot_layout(*classes), the kernel's classes */
     CTX_N
 };
 
@@ -59,7 +61,30 @@ enum {
     FL_RANGE,        /* str: "range" */
     FL_PAGE_NAME,    /* str: "flush.tlb_page", the event's kind */
     FL_RANGE_NAME,   /* str: "flush.tlb_range" */
+    FL_LAYOUT,       /* as CTX_LAYOUT */
     FL_N
+};
+
+/*
+ * The attributes the records read, each at a fixed place in the layout
+ * slot_layout() builds. For the class slot_layout() was given, an
+ * attribute that is a __slots__ member is read straight from the object
+ * (its offset), instead of through getattr's type lookup, which was half of
+ * a record's cost. Any other object, or an attribute that is not a plain
+ * member, goes through getattr as before.
+ */
+enum {
+    A_VMF_KIND, A_VMF_DETAIL, A_VMF_PTE_PA,                 /* VmFault */
+    A_TASK_MM, A_TASK_PID,                                  /* TaskStruct */
+    A_MM_CONTEXT_ID, A_MM_START_BRK, A_MM_END_DATA, A_MM_RB, /* MmStruct */
+    A_VM_START, A_VM_END, A_VM_FLAGS, A_VM_OPS, A_VM_FILE, A_VM_PRIVATE_DATA, /* VmAreaStruct */
+    A_MMAP_CACHE,                                           /* the mm_rb object */
+    A_N
+};
+
+struct slot_ref {
+    PyTypeObject *type; /* borrowed: ctx holds the types */
+    Py_ssize_t offset;  /* -1: not a member of type; use getattr */
 };
 
 #define NARGS 8 /* task, address, access, vmf, vma, major, signal, user */
@@ -85,10 +110,45 @@ struct record {
     uint32_t prot;
 };
 
-static PyObject *s_mm, *s_pid, *s_kind, *s_value, *s_detail, *s_pte_pa, *s_context_id;
-static PyObject *s_task, *s_mm_rb, *s_mmap_cache;
-static PyObject *s_vm_start, *s_vm_end, *s_vm_flags, *s_vm_ops, *s_vm_file,
-    *s_vm_private_data, *s_start_brk, *s_end_data, *s_empty;
+/* interned strings, set once at import: the attribute names (A_*) and a few more */
+static PyObject *s_attr[A_N];
+static PyObject *s_value, *s_task, *s_empty;
+static const char *const attr_names[A_N] = {
+    [A_VMF_KIND] = "kind", [A_VMF_DETAIL] = "detail", [A_VMF_PTE_PA] = "pte_pa",
+    [A_TASK_MM] = "mm", [A_TASK_PID] = "pid",
+    [A_MM_CONTEXT_ID] = "context_id", [A_MM_START_BRK] = "start_brk",
+    [A_MM_END_DATA] = "end_data", [A_MM_RB] = "mm_rb",
+    [A_VM_START] = "vm_start", [A_VM_END] = "vm_end", [A_VM_FLAGS] = "vm_flags",
+    [A_VM_OPS] = "vm_ops", [A_VM_FILE] = "vm_file", [A_VM_PRIVATE_DATA] = "vm_private_data",
+    [A_MMAP_CACHE] = "mmap_cache",
+};
+
+/* obj.<attribute a> (new reference), through @layout where it can */
+static PyObject *get_attr(const struct slot_ref *layout, int a, PyObject *obj)
+{
+    const struct slot_ref *ref = &layout[a];
+    if (Py_TYPE(obj) == ref->type && ref->offset >= 0) {
+        PyObject *v = *(PyObject **)((char *)obj + ref->offset);
+        if (v) {
+            Py_INCREF(v);
+            return v;
+        }
+        /* an unset slot: getattr raises the AttributeError */
+    }
+    return PyObject_GetAttr(obj, s_attr[a]);
+}
+
+/* ctx[i] is (slot_layout(*classes), classes): the layout, its classes kept alive */
+static const struct slot_ref *ctx_layout(PyObject *ctx, int i)
+{
+    PyObject *t = PyTuple_GET_ITEM(ctx, i), *b;
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2 || !PyBytes_Check(b = PyTuple_GET_ITEM(t, 0)) ||
+        PyBytes_GET_SIZE(b) != (Py_ssize_t)(A_N * sizeof(struct slot_ref))) {
+        PyErr_SetString(PyExc_TypeError, "tracerec: ctx holds no slot layout");
+        return NULL;
+    }
+    return (const struct slot_ref *)PyBytes_AS_STRING(b);
+}
 
 /* -1 error, 0 no (or not a 64-bit value: the slow path decides), 1 yes.
  * PyLong_AsUnsignedLongLong goes through _PyLong_AsByteArray for every
@@ -124,10 +184,10 @@ static uint64_t read_u64_at(uint64_t addr)
     return v;
 }
 
-/* getattr(obj, name) as a uint64: 1 done, 0 not one (slow path), -1 error */
-static int attr_u64(PyObject *obj, PyObject *name, uint64_t *out)
+/* obj.<a> as a uint64: 1 done, 0 not one (slow path), -1 error */
+static int attr_u64(const struct slot_ref *L, int a, PyObject *obj, uint64_t *out)
 {
-    PyObject *v = PyObject_GetAttr(obj, name);
+    PyObject *v = get_attr(L, a, obj);
     int r;
     if (!v)
         return -1;
@@ -136,13 +196,14 @@ static int attr_u64(PyObject *obj, PyObject *name, uint64_t *out)
     return r;
 }
 
-/* snapshot[i] == getattr(obj, name): 1 equal, 0 not, -1 error */
-static int same_field(PyObject *snap, Py_ssize_t i, PyObject *obj, PyObject *name)
+/* snapshot[i] == obj.<a>: 1 equal, 0 not, -1 error */
+static int same_field(const struct slot_ref *L, PyObject *snap, Py_ssize_t i, PyObject *obj, int a)
 {
-    PyObject *v = PyObject_GetAttr(obj, name);
+    PyObject *v = get_attr(L, a, obj);
     int r;
     if (!v)
         return -1;
+    /* (RichCompareBool answers "equal" for the same object without a comparison) */
     r = PyObject_RichCompareBool(PyTuple_GET_ITEM(snap, i), v, Py_EQ);
     Py_DECREF(v);
     return r;
@@ -155,14 +216,17 @@ static int same_field(PyObject *snap, Py_ssize_t i, PyObject *obj, PyObject *nam
  * done, 0 when the memo has no valid entry (the Python method computes it),
  * -1 on an error.
  */
-static int placement(PyObject *vmas, PyObject *vma, PyObject *mm, uint64_t addr, PyObject **pl)
+static int placement(const struct slot_ref *L, PyObject *vmas, PyObject *vma, PyObject *mm,
+                     uint64_t addr, PyObject **pl)
 {
-    static PyObject **const names[] = {&s_vm_flags, &s_vm_ops, &s_vm_file, &s_vm_private_data};
+    static const int fields[] = {A_VM_FLAGS, A_VM_OPS, A_VM_FILE, A_VM_PRIVATE_DATA,
+                                 A_MM_START_BRK, A_MM_END_DATA};
     uint64_t start, end, snap_start, snap_end;
     PyObject *ent, *snap;
     int r;
 
-    if ((r = attr_u64(vma, s_vm_start, &start)) != 1 || (r = attr_u64(vma, s_vm_end, &end)) != 1)
+    if ((r = attr_u64(L, A_VM_START, vma, &start)) != 1 ||
+        (r = attr_u64(L, A_VM_END, vma, &end)) != 1)
         return r;
     if (!(start <= addr && addr < end))
         return 1;
@@ -180,8 +244,7 @@ static int placement(PyObject *vmas, PyObject *vma, PyObject *mm, uint64_t addr,
     if (snap_start != start || snap_end != end)
         return 0;
     for (Py_ssize_t i = 2; i < 8; i++) {
-        r = i < 6 ? same_field(snap, i, vma, *names[i - 2])
-                  : same_field(snap, i, mm, i == 6 ? s_start_brk : s_end_data);
+        r = same_field(L, snap, i, i < 6 ? vma : mm, fields[i - 2]);
         if (r != 1)
             return r;
     }
@@ -261,10 +324,10 @@ static int append_record(PyObject *buf, PyObject *ids, PyObject *new_objs,
 }
 
 /* task.pid as a u32: 1, 0 (slow path), -1 */
-static int task_pid(PyObject *task, uint32_t *pid)
+static int task_pid(const struct slot_ref *L, PyObject *task, uint32_t *pid)
 {
     uint64_t v = 0;
-    int r = attr_u64(task, s_pid, &v);
+    int r = attr_u64(L, A_TASK_PID, task, &v);
     if (r == 1 && v > UINT32_MAX)
         return 0;
     *pid = (uint32_t)v;
@@ -282,11 +345,14 @@ static int record(PyObject *ctx, PyObject *const *a)
     PyObject *kind = NULL, *detail = NULL, *mm = NULL, *tmp = NULL, *key = NULL;
     PyObject *pl = Py_None, *insn = s_empty; /* borrowed */
     struct record rec = {.tag = TAG_FAULT};
+    const struct slot_ref *L;
     uint64_t sig;
     int ret = -1, r, is_user, is_major;
 
     if (vmf == Py_None || !PyByteArray_Check(PyTuple_GET_ITEM(ctx, CTX_PENDING)))
         return 0;
+    if (!(L = ctx_layout(ctx, CTX_LAYOUT)))
+        return -1;
     if ((r = as_u64(address, &rec.addr)) != 1 || (r = as_u64(signal, &sig)) != 1)
         return r;
     if (sig > 255)
@@ -297,11 +363,11 @@ static int record(PyObject *ctx, PyObject *const *a)
     rec.flags = (is_user ? F_USER : 0) | (is_major ? F_MAJOR : 0);
 
     /* the handler's kind value and detail */
-    if (!(tmp = PyObject_GetAttr(vmf, s_kind)))
+    if (!(tmp = get_attr(L, A_VMF_KIND, vmf)))
         return -1;
     kind = PyObject_GetAttr(tmp, s_value);
     Py_CLEAR(tmp);
-    if (!kind || !(detail = PyObject_GetAttr(vmf, s_detail)))
+    if (!kind || !(detail = get_attr(L, A_VMF_DETAIL, vmf)))
         goto out;
     if (detail == Py_None) {
         ret = 0; /* Python: a kind without a detail is a name */
@@ -311,7 +377,7 @@ static int record(PyObject *ctx, PyObject *const *a)
     /* the PTE's raw value, where the handler left its address */
     if (!rec.signal) {
         uint64_t pa, phys, size;
-        if (!(tmp = PyObject_GetAttr(vmf, s_pte_pa)))
+        if (!(tmp = get_attr(L, A_VMF_PTE_PA, vmf)))
             goto out;
         r = tmp == Py_None ? 0 : as_u64(tmp, &pa);
         Py_CLEAR(tmp);
@@ -329,12 +395,12 @@ static int record(PyObject *ctx, PyObject *const *a)
         rec.flags |= F_PTE;
     }
 
-    if (!(mm = PyObject_GetAttr(task, s_mm)))
+    if (!(mm = get_attr(L, A_TASK_MM, task)))
         goto out;
 
     /* the VMA's placement, if remembered and still valid */
     if (vma != Py_None) {
-        r = placement(PyTuple_GET_ITEM(ctx, CTX_VMAS), vma, mm, rec.addr, &pl);
+        r = placement(L, PyTuple_GET_ITEM(ctx, CTX_VMAS), vma, mm, rec.addr, &pl);
         if (r != 1) {
             ret = r;
             goto out;
@@ -353,7 +419,7 @@ static int record(PyObject *ctx, PyObject *const *a)
         }
         rec.a = read_u64_at(pc_at);
         rec.flags |= F_PC;
-        if (!(cid = PyObject_GetAttr(mm, s_context_id)))
+        if (!(cid = get_attr(L, A_MM_CONTEXT_ID, mm)))
             goto out;
         pc = PyLong_FromUnsignedLongLong(rec.a);
         key = pc ? PyTuple_Pack(2, cid, pc) : NULL;
@@ -369,7 +435,7 @@ static int record(PyObject *ctx, PyObject *const *a)
         }
     }
 
-    if ((r = task_pid(task, &rec.pid)) != 1) {
+    if ((r = task_pid(L, task, &rec.pid)) != 1) {
         ret = r;
         goto out;
     }
@@ -446,6 +512,7 @@ static int record_flush_common(PyObject *ctx, PyObject *const *a)
     PyObject *task = NULL, *task_mm = NULL, *tree = NULL, *vma = NULL, *cid = NULL;
     PyObject *pl = Py_None; /* borrowed */
     struct record rec = {.tag = TAG_OTHER, .flags = F_PLACED, .c = -1};
+    const struct slot_ref *L;
     uint64_t start, end, at;
     int ret = -1, r;
 
@@ -459,13 +526,15 @@ static int record_flush_common(PyObject *ctx, PyObject *const *a)
         return 0;
     if ((r = as_u64(a[2], &start)) != 1 || (r = as_u64(a[3], &end)) != 1)
         return r;
+    if (!(L = ctx_layout(ctx, FL_LAYOUT)))
+        return -1;
 
     /* a cached instruction in the flushed range: Python drops it */
     if (PyDict_GET_SIZE(disasm)) {
         Py_ssize_t pos = 0;
         PyObject *key, *val;
         uint64_t pc;
-        if (!(cid = PyObject_GetAttr(mm, s_context_id)))
+        if (!(cid = get_attr(L, A_MM_CONTEXT_ID, mm)))
             return -1;
         while (PyDict_Next(disasm, &pos, &key, &val)) {
             if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 2) {
@@ -486,24 +555,24 @@ static int record_flush_common(PyObject *ctx, PyObject *const *a)
     }
 
     if (!(task = PyObject_GetAttr(PyTuple_GET_ITEM(ctx, FL_MACHINE), s_task)) ||
-        !(task_mm = PyObject_GetAttr(task, s_mm)))
+        !(task_mm = get_attr(L, A_TASK_MM, task)))
         goto out;
     if (task_mm != mm) {
         ret = 0; /* another task's mm: Python finds its owner */
         goto out;
     }
-    if (!(tree = PyObject_GetAttr(mm, s_mm_rb)) || !(vma = PyObject_GetAttr(tree, s_mmap_cache)))
+    if (!(tree = get_attr(L, A_MM_RB, mm)) || !(vma = get_attr(L, A_MMAP_CACHE, tree)))
         goto out;
     if (vma == Py_None) {
         ret = 0;
         goto out;
     }
-    r = placement(PyTuple_GET_ITEM(ctx, FL_VMAS), vma, mm, start, &pl);
+    r = placement(L, PyTuple_GET_ITEM(ctx, FL_VMAS), vma, mm, start, &pl);
     if (r != 1 || pl == Py_None) {
         ret = r < 0 ? -1 : 0; /* start outside the cached VMA: find_vma() would search */
         goto out;
     }
-    if ((r = task_pid(task, &rec.pid)) != 1) {
+    if ((r = task_pid(L, task, &rec.pid)) != 1) {
         ret = r;
         goto out;
     }
@@ -554,7 +623,57 @@ static PyObject *record_flush(PyObject *self, PyObject *const *args, Py_ssize_t 
     return after_record(ctx, FL_PENDING, FL_BATCH, FL_DRAIN);
 }
 
+/* ---- the slot layout ----------------------------------------------------- */
+
+/*
+ * slot_layout(vmf_type, task_type, mm_type, vma_type, tree_type): the bytes
+ * CTX_LAYOUT / FL_LAYOUT hold: per attribute (A_*), its class and, where the
+ * class has it as a __slots__ member (T_OBJECT_EX, as @dataclass(slots=True)
+ * makes), the member's offset in the object; -1 otherwise. The ctx holds the
+ * classes too, so the borrowed pointers stay valid.
+ */
+static PyObject *slot_layout(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* which argument's class each attribute is read from */
+    static const int owner[A_N] = {
+        [A_VMF_KIND] = 0, [A_VMF_DETAIL] = 0, [A_VMF_PTE_PA] = 0,
+        [A_TASK_MM] = 1, [A_TASK_PID] = 1,
+        [A_MM_CONTEXT_ID] = 2, [A_MM_START_BRK] = 2, [A_MM_END_DATA] = 2, [A_MM_RB] = 2,
+        [A_VM_START] = 3, [A_VM_END] = 3, [A_VM_FLAGS] = 3, [A_VM_OPS] = 3, [A_VM_FILE] = 3,
+        [A_VM_PRIVATE_DATA] = 3, [A_MMAP_CACHE] = 4,
+    };
+    struct slot_ref layout[A_N];
+    (void)self;
+
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "slot_layout takes 5 classes (%zd given)", nargs);
+        return NULL;
+    }
+    for (int i = 0; i < 5; i++) {
+        if (!PyType_Check(args[i])) {
+            PyErr_Format(PyExc_TypeError, "slot_layout: argument %d is not a class", i + 1);
+            return NULL;
+        }
+    }
+    for (int a = 0; a < A_N; a++) {
+        PyTypeObject *type = (PyTypeObject *)args[owner[a]];
+        PyObject *d = _PyType_Lookup(type, s_attr[a]); /* borrowed, no error set */
+        layout[a].type = type;
+        layout[a].offset = -1;
+        if (d && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+            if (m->type == T_OBJECT_EX && !(m->flags & READONLY) && m->offset > 0)
+                layout[a].offset = m->offset;
+        }
+    }
+    return PyBytes_FromStringAndSize((const char *)layout, sizeof layout);
+}
+
 static PyMethodDef tracerec_methods[] = {
+    {"slot_layout", (PyCFunction)(void (*)(void))slot_layout, METH_FASTCALL,
+     "slot_layout(vmf_type, task_type, mm_type, vma_type, tree_type)\n"
+     "Where the records' attributes lie in objects of these classes (the\n"
+     "ctx's layout item)."},
     {"record_fault", (PyCFunction)(void (*)(void))record_fault, METH_FASTCALL,
      "record_fault(ctx, task, address, access, vmf, vma, major, signal, user)\n"
      "FaultTracer.fault's record step in C; the Python method (ctx's slow path)\n"
@@ -580,18 +699,16 @@ PyMODINIT_FUNC PyInit__tracerec(void)
         PyObject **slot;
         const char *name;
     } names[] = {
-        {&s_mm, "mm"}, {&s_pid, "pid"}, {&s_kind, "kind"}, {&s_value, "_value_"},
-        {&s_detail, "detail"}, {&s_pte_pa, "pte_pa"}, {&s_context_id, "context_id"},
-        {&s_vm_start, "vm_start"}, {&s_vm_end, "vm_end"}, {&s_vm_flags, "vm_flags"},
-        {&s_vm_ops, "vm_ops"}, {&s_vm_file, "vm_file"},
-        {&s_vm_private_data, "vm_private_data"}, {&s_start_brk, "start_brk"},
-        {&s_end_data, "end_data"}, {&s_empty, ""}, {&s_task, "task"}, {&s_mm_rb, "mm_rb"},
-        {&s_mmap_cache, "mmap_cache"},
+        {&s_value, "_value_"}, {&s_empty, ""}, {&s_task, "task"},
     };
     PyObject *m;
 
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (!*names[i].slot && !(*names[i].slot = PyUnicode_InternFromString(names[i].name)))
+            return NULL;
+    }
+    for (int a = 0; a < A_N; a++) {
+        if (!s_attr[a] && !(s_attr[a] = PyUnicode_InternFromString(attr_names[a])))
             return NULL;
     }
     m = PyModule_Create(&tracerec_module);
