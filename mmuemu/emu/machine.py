@@ -93,14 +93,21 @@ class UnicornTlb:
     """The kernel's TLB-flush requests, carried out on Unicorn's soft TLB.
 
     Unicorn 2.1.4 has no per-page flush: every request drops all of its
-    cached translations (uc_ctl UC_CTL_TLB_FLUSH). The counts say what the
-    kernel asked for, by kind; ``maint`` turns each request into the
-    architecture's invalidations (and applies them to the exact model).
+    cached translations (uc_ctl UC_CTL_TLB_FLUSH). In fast mode a page flush
+    of the very page whose fault is being handled is left to the refill
+    that follows (NativeFastPath.uc_tlb_page_flusher), which replaces that
+    page's entry: a COW fault then keeps the rest of Unicorn's table. The
+    counts say what the kernel asked for, by kind (``uc_flushes``: the
+    flushes Unicorn did); ``maint`` turns each request into the
+    architecture's invalidations (and applies them to the exact model),
+    whatever Unicorn did.
     """
 
     def __init__(self) -> None:
         self.uc: Optional[unicorn.Uc] = None
         self._uc_flush: Callable[[], None] = lambda: None
+        #: a page flush: True if Unicorn's TLB was flushed (see use_native)
+        self._uc_flush_page: Optional[Callable[[int], bool]] = None
         self.maint: Optional[TlbMaintenance] = None
         self.counts: dict[str, int] = {"page": 0, "range": 0, "mm": 0, "uc_flushes": 0}
 
@@ -114,6 +121,7 @@ class UnicornTlb:
         same foreign call as the flush."""
         assert self.uc is not None
         self._uc_flush = native.uc_tlb_flusher(self.uc)
+        self._uc_flush_page = native.uc_tlb_page_flusher(self.uc)
 
     def _flush(self) -> None:
         if self.uc is not None:
@@ -129,7 +137,11 @@ class UnicornTlb:
             mm.kernel.trace.tlb_flush(mm, "page", addr, addr + 4096)
         if self.maint is not None:
             self.maint.flush_tlb_page(mm.context_id, addr)
-        self._flush()
+        flush_page = self._uc_flush_page
+        if flush_page is None:
+            self._flush()
+        elif flush_page(addr):  # (False: left to the refill of this page)
+            self.counts["uc_flushes"] += 1
 
     def flush_tlb_range(self, mm: MmStruct, start: int, end: int) -> None:
         self.counts["range"] += 1
@@ -820,7 +832,13 @@ class Machine:
         if self.raw_mode:
             return {"max_entries": 0, "estimated_entries": 0, "grow_flushes": 0}
         sizing = self.exact.soft_tlb if self.exact is not None else self.native.soft_tlb
-        return sizing.as_dict()
+        out = sizing.as_dict()
+        # Unicorn's own flushes: the kernel model's requests that reached it,
+        # and (fast mode) the page flushes a refill of the same page replaced
+        out["uc_flushes"] = self.tlb.counts["uc_flushes"]
+        if self.exact is None:
+            out["page_flushes_left_to_refill"] = self.native.flushes_elided
+        return out
 
     def stats(self) -> dict[str, Any]:
         """The run's counters (the --stats JSON)."""
@@ -854,7 +872,7 @@ class Machine:
             "tlb_fills": self.native.fills,
             "page_walks": self.native.walks,
             "page_walk_mem_refs": self.native.walk_mem_refs,
-            "tlb_flush_requests": dict(self.tlb.counts),
+            "tlb_flush_requests": {k: v for k, v in self.tlb.counts.items() if k != "uc_flushes"},
             "soft_tlb": self._soft_tlb_stats(),
             "vmstat": {k: v for k, v in vm.as_dict().items() if k != "by_type"},
             "mm": mmc,

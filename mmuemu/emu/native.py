@@ -42,7 +42,7 @@ from mmuemu.hw.walker import WalkResult
 
 _R = TypeVar("_R", bound="NativeResource")
 
-STATE_VERSION = 4
+STATE_VERSION = 5
 ARCH_CODES: dict[Arch, int] = {Arch.X86_64: 0, Arch.ARM64: 1}
 #: What a count_block callback returns to report failure (emulation stops).
 COUNT_ERROR = 0xFFFF_FFFF
@@ -140,6 +140,11 @@ class MmuemuState(ctypes.Structure):
         ("pad3", ctypes.c_uint32),
         ("fault_vaddr", ctypes.c_uint64),
         ("fault_pc", ctypes.c_uint64),
+        ("filling_page", ctypes.c_uint64),
+        ("deferred_ctl", ctypes.c_void_p),
+        ("deferred_code", ctypes.c_uint32),
+        ("pad4", ctypes.c_uint32),
+        ("flushes_elided", ctypes.c_uint64),
     ]
 
 
@@ -312,6 +317,7 @@ class NativeFastPath(NativeResource):
         st.hw_af = 1 if hw_af else 0
         st.last_block_size = _NO_BLOCK  # the block hook's one-entry cache starts empty
         st.fault_vaddr = NO_FAULT
+        st.filling_page = NO_FAULT
         self._count_cb: Optional[ctypes._CFunctionType] = None
         self._count_fn: Optional[CountBlock] = None
         self._fault_cb: Optional[ctypes._CFunctionType] = None
@@ -473,6 +479,39 @@ class NativeFastPath(NativeResource):
             if status != unicorn_const.UC_ERR_OK:
                 raise UcError(status)
         return flush
+
+    def uc_tlb_page_flusher(self, uc: UcLike,
+                            ctl_addr: Optional[int] = None) -> Callable[[int], bool]:
+        """A flush of one page: :meth:`uc_tlb_flusher`'s flush, except while
+        the fault handler runs for a fill of that same page. Then it is left
+        to the refill (``mmuemu_flush_uc_tlb_page``): Unicorn writes the
+        page's new entry over the old one, the rest of its table stays, and
+        the flush is made after all only if the refill fails. The flusher
+        takes the page's address and returns True if it flushed, False if
+        it left the flush to the refill."""
+        c_handle = uc_handle(uc)
+        c_code = ctypes.c_int(UC_CTL_FLUSH_CODE)
+        c_ctl = ctypes.c_void_p(_func_addr(uclib.uc_ctl) if ctl_addr is None else ctl_addr)
+        c_state = ctypes.c_void_p(self.state_addr)
+        fn = ctypes.CDLL(self._lib._name).mmuemu_flush_uc_tlb_page
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+                       ctypes.c_uint64]
+
+        def flush_page(addr: int) -> bool:
+            status = fn(c_state, c_ctl, c_handle, c_code, addr)
+            if status < 0:
+                return False
+            if status != unicorn_const.UC_ERR_OK:
+                raise UcError(status)
+            return True
+        return flush_page
+
+    @property
+    def flushes_elided(self) -> int:
+        """Page flushes left to the refill of the same page (see :meth:`uc_tlb_page_flusher`)
+        that the refill made unnecessary."""
+        return int(self._state.flushes_elided)
 
     @property
     def soft_tlb(self) -> SoftTlbSizing:

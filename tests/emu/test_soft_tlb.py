@@ -37,7 +37,7 @@ class Policy:
 
     def __init__(self, max_entries: int) -> None:
         phys = PhysMem(4 << 20)
-        tables = _GuestTables(phys, FORMATS[Arch.X86_64])
+        tables = self.tables = _GuestTables(phys, FORMATS[Arch.X86_64])
         for i in range(PAGES):
             tables.map(0x400000 + i * 4096, 0x100 + i, x86.PAGE_SHARED_EXEC)
         self.native = NativeFastPath(phys, Arch.X86_64)
@@ -154,6 +154,64 @@ def test_the_kernel_models_flush_is_one_call_that_also_restarts_the_count() -> N
     assert p.flushes == [512, -1, -1, 512 + 88 + 1024] and p.estimate == 1024
 
 
+class FaultingFill:
+    """The fault-handling fill hook over Policy's tables, with a page flusher
+    whose flushes the fake ctl records."""
+
+    def __init__(self, handler: Any) -> None:
+        self.p = Policy(1 << 20)
+        self.uc_flushes = 0
+
+        def ctl(uc: int, code: int) -> int:
+            self.uc_flushes += 1
+            return 0
+
+        self._ctl = CTL(ctl)
+        fake_uc = type("FakeUc", (), {"_uch": ctypes.c_void_p(FAKE_UC)})()
+        self.flush_page = self.p.native.uc_tlb_page_flusher(
+            fake_uc, ctl_addr=ctypes.cast(self._ctl, ctypes.c_void_p).value)
+        self.p.native.set_fault_handler(handler)
+        self._fill = TLB_FILL(self.p.native.tlb_fill_faulting_addr)
+
+    def fill(self, va: int) -> bool:
+        return bool(self._fill(FAKE_UC, va, int(Access.WRITE), ctypes.byref(UcTlbEntry()),
+                               self.p.native.state_addr))
+
+
+UNMAPPED = 0x400000 + PAGES * 4096  # the page after Policy's mapped ones
+
+
+@pytest.mark.parametrize("maps, resolves, unicorn_flushes", [
+    (True, 1, 0),    # refilled: Unicorn's entry for the page is replaced, nothing flushed
+    (False, 0, 1),   # not resolved (a signal): no refill, so the flush is made
+    (False, 1, 1),   # "resolved" but the walk still faults: no refill, flushed
+])
+def test_a_flush_of_the_faulting_page_is_left_to_its_refill(maps: bool, resolves: int,
+                                                            unicorn_flushes: int) -> None:
+    """A COW fault flushes the page it faults on; Unicorn's refill of that page
+    writes over its entry, so the flush of Unicorn's whole table is left to
+    the refill and made only when there is none. A flush of another page in
+    the same handler, or of any page outside a handler, is made at once."""
+    seen: list[tuple[bool, bool]] = []
+
+    def handler(vaddr: int, access: int) -> int:
+        if maps:
+            f.p.tables.map(UNMAPPED, 0x300, x86.PAGE_SHARED_EXEC)
+        # the faulting page (any address in it), then another page
+        seen.append((f.flush_page(vaddr + 8), f.flush_page(vaddr - 4096)))
+        return resolves
+
+    f = FaultingFill(handler)
+    assert f.flush_page(UNMAPPED)  # outside a handler: flushed
+    assert f.uc_flushes == 1
+    assert f.fill(UNMAPPED) is maps
+    assert seen == [(False, True)]
+    assert f.uc_flushes == 2 + unicorn_flushes
+    assert f.p.native.flushes_elided == (1 - unicorn_flushes)
+    assert f.flush_page(UNMAPPED)  # the handler is over: flushed again
+    assert f.uc_flushes == 3 + unicorn_flushes
+
+
 # --- under Unicorn, with the machine ----------------------------------------------------------
 
 def _run(arch: str, prog: str, args: list[str], mode: str, soft_tlb_max: int,
@@ -241,3 +299,24 @@ def test_clearing_an_accessed_bit_drops_unicorns_translation(arch: str,
     m.tlb.clear_flush_young(m.task.mm, m.task.mm.start_stack & ~0xFFF)
     assert m.tlb.counts["uc_flushes"] == before_uc + 1
     assert sum(m.maint.counts.values()) - before_arch == invalidations
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_cow_faults_keep_unicorns_table_and_the_child_reads_its_own_copies(
+        arch: str, capfd: pytest.CaptureFixture) -> None:
+    """cow_fork 300: the child's write to each shared page is a COW fault whose
+    flush of that page is left to the refill; the child then reads every
+    page back and exits 99 if any read still reached the parent's frame
+    (a stale translation). Its status is the sum of what it read before
+    writing, (i + 1) for page i, mod 64; the parent's is the sum of its
+    own (i + 2)."""
+    n = 300
+    res, st = _run(arch, "cow_fork", [str(n)], "fast", 1 << 20)
+    out = capfd.readouterr().out
+    child = sum((i + 1) & 0xFF for i in range(n)) & 0x3F
+    parent = sum((i + 2) & 0xFF for i in range(n))
+    assert res.exit_code == 0
+    assert f"pages={n} child_status={child} parent_sum={parent}" in out
+    assert st["faults"]["by_type"]["cow"] >= n
+    # every page flush the kernel model asked for was of the page being refilled
+    assert st["soft_tlb"]["page_flushes_left_to_refill"] == st["tlb_flush_requests"]["page"] >= n
