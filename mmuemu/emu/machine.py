@@ -94,9 +94,10 @@ class UnicornTlb:
 
     Unicorn 2.1.4 has no per-page flush: every request drops all of its
     cached translations (uc_ctl UC_CTL_TLB_FLUSH). In fast mode a page flush
-    of the very page whose fault is being handled is left to the refill
-    that follows (NativeFastPath.uc_tlb_page_flusher), which replaces that
-    page's entry: a COW fault then keeps the rest of Unicorn's table. The
+    of the very page whose fault is being handled (``refill_vpn``, set by
+    the fault handler) is left to the refill that follows
+    (NativeFastPath.flush_deferral), which replaces that page's entry: a
+    COW fault then keeps the rest of Unicorn's table. The
     counts say what the kernel asked for, by kind (``uc_flushes``: the
     flushes Unicorn did); ``maint`` turns each request into the
     architecture's invalidations (and applies them to the exact model),
@@ -106,8 +107,11 @@ class UnicornTlb:
     def __init__(self) -> None:
         self.uc: Optional[unicorn.Uc] = None
         self._uc_flush: Callable[[], None] = lambda: None
-        #: a page flush: True if Unicorn's TLB was flushed (see use_native)
-        self._uc_flush_page: Optional[Callable[[int], bool]] = None
+        #: the page number of the fault being handled in fast mode (-1: none)
+        self.refill_vpn = -1
+        #: flush_deferral's flag (fast mode), else None; and the flushes left to it
+        self._defer: Optional[memoryview] = None
+        self.deferred_flushes = 0
         self.maint: Optional[TlbMaintenance] = None
         self.counts: dict[str, int] = {"page": 0, "range": 0, "mm": 0, "uc_flushes": 0}
 
@@ -121,7 +125,7 @@ class UnicornTlb:
         same foreign call as the flush."""
         assert self.uc is not None
         self._uc_flush = native.uc_tlb_flusher(self.uc)
-        self._uc_flush_page = native.uc_tlb_page_flusher(self.uc)
+        self._defer = native.flush_deferral()
 
     def _flush(self) -> None:
         if self.uc is not None:
@@ -137,11 +141,11 @@ class UnicornTlb:
             mm.kernel.trace.tlb_flush(mm, "page", addr, addr + 4096)
         if self.maint is not None:
             self.maint.flush_tlb_page(mm.context_id, addr)
-        flush_page = self._uc_flush_page
-        if flush_page is None:
+        if addr >> 12 == self.refill_vpn and self._defer is not None:
+            self._defer[0] = 1  # left to the refill of this page
+            self.deferred_flushes += 1
+        else:
             self._flush()
-        elif flush_page(addr):  # (False: left to the refill of this page)
-            self.counts["uc_flushes"] += 1
 
     def flush_tlb_range(self, mm: MmStruct, start: int, end: int) -> None:
         self.counts["range"] += 1
@@ -412,13 +416,17 @@ class Machine:
             acc, access_type = _ACCESS_OF_UC[access]
             if self.kern.kswapd_wait:  # kswapd ran while the task executed
                 self.kern.kswapd()
+            tlb = self.tlb
+            tlb.refill_vpn = vaddr >> 12  # its flush is left to the refill
             outcome = do_user_addr_fault(self.task, vaddr, access_type)
+            tlb.refill_vpn = -1
             if outcome.signal:
                 self._fault = self._hw_fault(vaddr, acc)
                 self._pending_signal = outcome.signal
                 return 0
             return 1
         except BaseException as e:  # never unwind through ctypes and Unicorn
+            self.tlb.refill_vpn = -1
             self._internal_error = e
             self.uc.emu_stop()
             return 0
@@ -835,9 +843,12 @@ class Machine:
         out = sizing.as_dict()
         # Unicorn's own flushes: the kernel model's requests that reached it,
         # and (fast mode) the page flushes a refill of the same page replaced
-        out["uc_flushes"] = self.tlb.counts["uc_flushes"]
+        uc_flushes = self.tlb.counts["uc_flushes"]
         if self.exact is None:
-            out["page_flushes_left_to_refill"] = self.native.flushes_elided
+            elided = self.native.flushes_elided
+            uc_flushes += self.tlb.deferred_flushes - elided  # made when a refill failed
+            out["page_flushes_left_to_refill"] = elided
+        out["uc_flushes"] = uc_flushes
         return out
 
     def stats(self) -> dict[str, Any]:

@@ -140,10 +140,9 @@ class MmuemuState(ctypes.Structure):
         ("pad3", ctypes.c_uint32),
         ("fault_vaddr", ctypes.c_uint64),
         ("fault_pc", ctypes.c_uint64),
-        ("filling_page", ctypes.c_uint64),
-        ("deferred_ctl", ctypes.c_void_p),
-        ("deferred_code", ctypes.c_uint32),
-        ("pad4", ctypes.c_uint32),
+        ("flush_ctl", ctypes.c_void_p),
+        ("flush_code", ctypes.c_uint32),
+        ("flush_deferred", ctypes.c_uint32),
         ("flushes_elided", ctypes.c_uint64),
     ]
 
@@ -317,7 +316,6 @@ class NativeFastPath(NativeResource):
         st.hw_af = 1 if hw_af else 0
         st.last_block_size = _NO_BLOCK  # the block hook's one-entry cache starts empty
         st.fault_vaddr = NO_FAULT
-        st.filling_page = NO_FAULT
         self._count_cb: Optional[ctypes._CFunctionType] = None
         self._count_fn: Optional[CountBlock] = None
         self._fault_cb: Optional[ctypes._CFunctionType] = None
@@ -480,37 +478,25 @@ class NativeFastPath(NativeResource):
                 raise UcError(status)
         return flush
 
-    def uc_tlb_page_flusher(self, uc: UcLike,
-                            ctl_addr: Optional[int] = None) -> Callable[[int], bool]:
-        """A flush of one page: :meth:`uc_tlb_flusher`'s flush, except while
-        the fault handler runs for a fill of that same page. Then it is left
-        to the refill (``mmuemu_flush_uc_tlb_page``): Unicorn writes the
-        page's new entry over the old one, the rest of its table stays, and
-        the flush is made after all only if the refill fails. The flusher
-        takes the page's address and returns True if it flushed, False if
-        it left the flush to the refill."""
-        c_handle = uc_handle(uc)
-        c_code = ctypes.c_int(UC_CTL_FLUSH_CODE)
-        c_ctl = ctypes.c_void_p(_func_addr(uclib.uc_ctl) if ctl_addr is None else ctl_addr)
-        c_state = ctypes.c_void_p(self.state_addr)
-        fn = ctypes.CDLL(self._lib._name).mmuemu_flush_uc_tlb_page
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
-                       ctypes.c_uint64]
-
-        def flush_page(addr: int) -> bool:
-            status = fn(c_state, c_ctl, c_handle, c_code, addr)
-            if status < 0:
-                return False
-            if status != unicorn_const.UC_ERR_OK:
-                raise UcError(status)
-            return True
-        return flush_page
+    def flush_deferral(self, ctl_addr: Optional[int] = None) -> memoryview:
+        """Where the fault handler marks a flush of Unicorn's TLB as left to
+        the refill of the faulting page: store 1 in the returned one-item
+        view (``view[0] = 1``) while the handler runs. When the refill
+        succeeds Unicorn writes that page's new entry over the old one, so
+        nothing is flushed; otherwise ``mmuemu_tlb_fill_faulting`` flushes
+        Unicorn's TLB (through ``uc_ctl``, or ``ctl_addr`` in tests), as
+        :meth:`uc_tlb_flusher`'s flush would. A store, not a foreign call:
+        it is made on every COW fault."""
+        st = self._state
+        st.flush_ctl = _func_addr(uclib.uc_ctl) if ctl_addr is None else ctl_addr
+        st.flush_code = UC_CTL_FLUSH_CODE
+        flag = (ctypes.c_uint32 * 1).from_buffer(st, MmuemuState.flush_deferred.offset)
+        return memoryview(flag).cast("B").cast("I")
 
     @property
     def flushes_elided(self) -> int:
-        """Page flushes left to the refill of the same page (see :meth:`uc_tlb_page_flusher`)
-        that the refill made unnecessary."""
+        """Flushes left to the refill of the faulting page (see
+        :meth:`flush_deferral`) that the refill made unnecessary."""
         return int(self._state.flushes_elided)
 
     @property

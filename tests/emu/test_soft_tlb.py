@@ -155,21 +155,20 @@ def test_the_kernel_models_flush_is_one_call_that_also_restarts_the_count() -> N
 
 
 class FaultingFill:
-    """The fault-handling fill hook over Policy's tables, with a page flusher
-    whose flushes the fake ctl records."""
+    """The fault-handling fill hook over Policy's tables, its flush deferral
+    going to a fake ctl that counts flushes."""
 
     def __init__(self, handler: Any) -> None:
         self.p = Policy(1 << 20)
         self.uc_flushes = 0
 
         def ctl(uc: int, code: int) -> int:
+            assert (uc, code & 0xFFFFFFFF) == (FAKE_UC, UC_CTL_FLUSH_CODE)
             self.uc_flushes += 1
             return 0
 
         self._ctl = CTL(ctl)
-        fake_uc = type("FakeUc", (), {"_uch": ctypes.c_void_p(FAKE_UC)})()
-        self.flush_page = self.p.native.uc_tlb_page_flusher(
-            fake_uc, ctl_addr=ctypes.cast(self._ctl, ctypes.c_void_p).value)
+        self.defer = self.p.native.flush_deferral(ctl_addr=ctypes.cast(self._ctl, ctypes.c_void_p).value)
         self.p.native.set_fault_handler(handler)
         self._fill = TLB_FILL(self.p.native.tlb_fill_faulting_addr)
 
@@ -186,30 +185,39 @@ UNMAPPED = 0x400000 + PAGES * 4096  # the page after Policy's mapped ones
     (False, 0, 1),   # not resolved (a signal): no refill, so the flush is made
     (False, 1, 1),   # "resolved" but the walk still faults: no refill, flushed
 ])
-def test_a_flush_of_the_faulting_page_is_left_to_its_refill(maps: bool, resolves: int,
+def test_a_flush_left_to_the_refill_is_made_only_without_one(maps: bool, resolves: int,
                                                             unicorn_flushes: int) -> None:
-    """A COW fault flushes the page it faults on; Unicorn's refill of that page
-    writes over its entry, so the flush of Unicorn's whole table is left to
-    the refill and made only when there is none. A flush of another page in
-    the same handler, or of any page outside a handler, is made at once."""
-    seen: list[tuple[bool, bool]] = []
-
+    """The fault handler leaves its flush of the faulting page to the refill
+    (a COW fault's ptep_clear_flush): Unicorn's refill writes over that
+    page's entry. Without a refill, the flush is made after the handler."""
     def handler(vaddr: int, access: int) -> int:
         if maps:
             f.p.tables.map(UNMAPPED, 0x300, x86.PAGE_SHARED_EXEC)
-        # the faulting page (any address in it), then another page
-        seen.append((f.flush_page(vaddr + 8), f.flush_page(vaddr - 4096)))
+        f.defer[0] = 1
         return resolves
 
     f = FaultingFill(handler)
-    assert f.flush_page(UNMAPPED)  # outside a handler: flushed
-    assert f.uc_flushes == 1
     assert f.fill(UNMAPPED) is maps
-    assert seen == [(False, True)]
-    assert f.uc_flushes == 2 + unicorn_flushes
-    assert f.p.native.flushes_elided == (1 - unicorn_flushes)
-    assert f.flush_page(UNMAPPED)  # the handler is over: flushed again
-    assert f.uc_flushes == 3 + unicorn_flushes
+    assert f.uc_flushes == unicorn_flushes
+    assert f.p.native.flushes_elided == 1 - unicorn_flushes
+    assert f.defer[0] == 0  # taken: the next fault starts clear
+    assert f.fill(UNMAPPED) is maps and f.uc_flushes == unicorn_flushes * 2
+
+
+def test_only_the_faulting_pages_flush_is_deferred() -> None:
+    """Fast mode's UnicornTlb: a flush of the page being refilled is left to
+    the refill; a flush of any other page, or with no fault being handled,
+    flushes Unicorn's table (the kernel model's TLB model sees all three)."""
+    m = Machine(guest("x86_64", "anon_touch"), ["4"], KernelConfig(),
+                RunConfig(root=tempfile.mkdtemp(prefix="mmuemu-softtlb-")))
+    tlb, mm, page = m.tlb, m.task.mm, 0x7000_0000
+    before = tlb.counts["uc_flushes"], sum(m.maint.counts.values())
+    tlb.flush_tlb_page(mm, page)
+    tlb.refill_vpn = page >> 12
+    tlb.flush_tlb_page(mm, page + 0x10)
+    tlb.flush_tlb_page(mm, page + 4096)
+    assert tlb.counts["uc_flushes"] == before[0] + 2 and tlb.deferred_flushes == 1
+    assert sum(m.maint.counts.values()) == before[1] + 3
 
 
 # --- under Unicorn, with the machine ----------------------------------------------------------

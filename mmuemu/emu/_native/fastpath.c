@@ -104,14 +104,14 @@ struct mmuemu_state {
     uint32_t pad3;
     uint64_t fault_vaddr;
     uint64_t fault_pc;
-    /* the page of the fill whose fault handler (fault_fn) is running, or
-     * MMUEMU_NO_FAULT; a flush of that page left to the fill that follows
-     * (mmuemu_flush_uc_tlb_page), made after all if that fill fails */
-    uint64_t filling_page;
-    mmuemu_ctl_fn deferred_ctl; /* NULL: none left */
-    uint32_t deferred_code;
-    uint32_t pad4;
-    uint64_t flushes_elided;    /* page flushes the refill made unnecessary */
+    /* a flush of Unicorn's TLB that the fault handler left to the refill of
+     * the faulting page (see mmuemu_tlb_fill_faulting): flush_deferred is
+     * set by the handler; the flush, if the refill fails, goes through
+     * flush_ctl (NULL: the handler defers none) with flush_code */
+    mmuemu_ctl_fn flush_ctl;
+    uint32_t flush_code;
+    uint32_t flush_deferred;
+    uint64_t flushes_elided;    /* deferred flushes the refill made unnecessary */
 };
 
 /* ---- page-table bits ------------------------------------------------------ */
@@ -283,9 +283,10 @@ MMUEMU_EXPORT bool mmuemu_tlb_fill(uc_engine *uc, uint64_t vaddr, int type,
  * refill succeeds, Unicorn's tlb_set_page() writes the page's new entry
  * over its old one in the same slot and drops the page from the victim TLB
  * (accel/tcg/cputlb.c), so nothing stale of that page is left, and the rest
- * of the table stays warm. mmuemu_flush_uc_tlb_page() defers such a flush
- * here; it is made only if the fault was not resolved or the refill failed.
- * The kernel model's own TLB model still sees every flush.
+ * of the table stays warm. The handler (Machine._on_fault, through
+ * UnicornTlb) defers such a flush by setting flush_deferred; it is made here
+ * only if the fault was not resolved or the refill failed. The kernel
+ * model's own TLB model still sees every flush.
  */
 MMUEMU_EXPORT bool mmuemu_tlb_fill_faulting(uc_engine *uc, uint64_t vaddr, int type,
                                             mmuemu_uc_tlb_entry *result, void *user_data)
@@ -300,17 +301,14 @@ MMUEMU_EXPORT bool mmuemu_tlb_fill_faulting(uc_engine *uc, uint64_t vaddr, int t
         return false;
     if (s->reg_read && s->reg_read(uc, (int)s->pc_reg, &s->fault_pc) == 0)
         s->fault_vaddr = vaddr;
-    s->filling_page = vaddr & ~(uint64_t)0xfff;
     resolved = s->fault_fn(vaddr, (uint32_t)type);
     s->fault_vaddr = MMUEMU_NO_FAULT;
-    s->filling_page = MMUEMU_NO_FAULT;
     ok = resolved && mmuemu_tlb_fill(uc, vaddr, type, result, user_data);
-    if (__builtin_expect(s->deferred_ctl != NULL, 0)) {
-        mmuemu_ctl_fn ctl = s->deferred_ctl;
-        s->deferred_ctl = NULL;
+    if (__builtin_expect(s->flush_deferred, 0)) {
+        s->flush_deferred = 0;
         if (ok)
-            s->flushes_elided++; /* Unicorn installs the new entry over the old */
-        else if (ctl(uc, (int)s->deferred_code) == 0)
+            s->flushes_elided++; /* Unicorn writes the new entry over the old */
+        else if (s->flush_ctl && s->flush_ctl(uc, (int)s->flush_code) == 0)
             softtlb_flushed(&s->sizing);
     }
     return ok;
@@ -487,23 +485,6 @@ MMUEMU_EXPORT int mmuemu_flush_uc_tlb(struct mmuemu_state *s, mmuemu_ctl_fn ctl,
     return status;
 }
 
-/** mmuemu_flush_uc_tlb_page - mmuemu_flush_uc_tlb for a flush of the page at
- * @addr: left to the refill when @addr is the page whose fill is being
- * handled (see mmuemu_tlb_fill_faulting), and then returns -1; otherwise
- * flushes and returns uc_ctl's status. */
-MMUEMU_EXPORT int mmuemu_flush_uc_tlb_page(struct mmuemu_state *s, mmuemu_ctl_fn ctl,
-                                           uc_engine *uc, int code, uint64_t addr)
-{
-    if (s->filling_page != MMUEMU_NO_FAULT && (addr & ~(uint64_t)0xfff) == s->filling_page) {
-        if (!s->deferred_ctl) {
-            s->deferred_ctl = ctl;
-            s->deferred_code = (uint32_t)code;
-        }
-        return -1;
-    }
-    return mmuemu_flush_uc_tlb(s, ctl, uc, code);
-}
-
 /** mmuemu_block_table_clear - forget every block's count (code changed). */
 MMUEMU_EXPORT void mmuemu_block_table_clear(struct mmuemu_state *s)
 {
@@ -582,10 +563,9 @@ MMUEMU_EXPORT uint32_t mmuemu_state_offset(uint32_t field)
         offsetof(struct mmuemu_state, pad3),
         offsetof(struct mmuemu_state, fault_vaddr),
         offsetof(struct mmuemu_state, fault_pc),
-        offsetof(struct mmuemu_state, filling_page),
-        offsetof(struct mmuemu_state, deferred_ctl),
-        offsetof(struct mmuemu_state, deferred_code),
-        offsetof(struct mmuemu_state, pad4),
+        offsetof(struct mmuemu_state, flush_ctl),
+        offsetof(struct mmuemu_state, flush_code),
+        offsetof(struct mmuemu_state, flush_deferred),
         offsetof(struct mmuemu_state, flushes_elided),
     };
     return field < sizeof offs / sizeof offs[0] ? offs[field] : UINT32_MAX;
