@@ -14,6 +14,10 @@ import numpy.typing as npt
 from mmuemu._types import PAGE_SHIFT, PAGE_SIZE
 
 
+#: what clear_page() writes
+_ZERO_PAGE = bytes(PAGE_SIZE)
+
+
 class WordView:
     """``words`` on a big-endian host: little-endian 64-bit words through numpy."""
 
@@ -40,7 +44,7 @@ class PhysMem:
     through it).
     """
 
-    __slots__ = ("size", "buf", "u64", "words")
+    __slots__ = ("size", "buf", "u64", "words", "_bytes")
 
     def __init__(self, size: int) -> None:
         if size <= 0 or size % PAGE_SIZE:
@@ -54,6 +58,10 @@ class PhysMem:
         #: (page-table entries are read and written one by one on every fault)
         self.words: "memoryview | WordView" = memoryview(self.buf).cast("Q") \
             if sys.byteorder == "little" else WordView(self.u64)
+        #: the same bytes as a memoryview: a page copied or cleared through it is
+        #: one memmove, without numpy's slicing and dispatch (about 0.2 us a page
+        #: instead of 0.5)
+        self._bytes = memoryview(self.buf)
 
     @property
     def nr_frames(self) -> int:
@@ -83,10 +91,11 @@ class PhysMem:
     def zero_frame(self, pfn: int) -> None:
         """clear_page(): fill one frame with zeroes."""
         base = pfn << PAGE_SHIFT
-        self.buf[base:base + PAGE_SIZE] = 0
+        self._bytes[base:base + PAGE_SIZE] = _ZERO_PAGE
 
     def copy_frame(self, dst_pfn: int, src_pfn: int) -> None:
         """copy_page(): copy one whole frame."""
         d = dst_pfn << PAGE_SHIFT
         s = src_pfn << PAGE_SHIFT
-        self.buf[d:d + PAGE_SIZE] = self.buf[s:s + PAGE_SIZE]
+        mem = self._bytes
+        mem[d:d + PAGE_SIZE] = mem[s:s + PAGE_SIZE]
