@@ -667,9 +667,14 @@ def test_skipping_unicorns_state_sync_changes_no_count_and_no_pc(
         res = m.run()
         assert m.exact is not None and m.exact.skips_pc_sync == (sync == "0")
         st = m.stats()
+        # the architected counts; exact_model's alias_fills, uc_flushes and steals
+        # count how the PA -> VA map was kept in Unicorn's table, whose size QEMU
+        # changes with wall time (its 100 ms resize windows): not compared
+        model = st["exact_model"]
         out.append((res.exit_code, res.signal, res.message,
-                    {k: st[k] for k in ("faults", "instructions", "tlb", "walks", "exact_model",
-                                        "flushes", "cycles")}))
+                    {k: st[k] for k in ("faults", "instructions", "tlb", "walks",
+                                        "flushes", "cycles")},
+                    model["lookups"], model["invalidated"], model["unknown_addresses"]))
     assert out[0] == out[1]
     if prog == "segv":
         assert out[0][1] == 11 and " ip " in out[0][2]
