@@ -274,6 +274,9 @@ class FaultTracer:
         self._all_faults = FAULT_KINDS <= events.kinds
         #: (mm context id, pc) → instruction text
         self._disasm: dict[tuple[int, int], str] = {}
+        #: the C recorder's memo of its last instruction ([context id, pc, text]):
+        #: item 0 is set to None whenever an entry of _disasm is dropped
+        self._insn_memo: list[Any] = [None, None, None]
         #: VMA → (its snapshot, its placement) as last seen
         self._vmas: dict[VmAreaStruct, tuple[VmaSnapshot, Placement]] = {}
         self._exited: set[int] = set()
@@ -338,7 +341,8 @@ class FaultTracer:
         ctx = (self._pending, self._vmas, self._disasm, native.field_addr("insns"),
                native.field_addr("fault_vaddr"), native.field_addr("fault_pc"),
                machine.phys.address(), machine.phys.size, batch_bytes,
-               FaultTracer.fault.__get__(self), self._drain, ids.ids, ids.new, layout)
+               FaultTracer.fault.__get__(self), self._drain, ids.ids, ids.new, layout,
+               [None] * 10, self._insn_memo)
         #: the instance attribute the kernel's trace.fault(...) finds first
         self.fault = functools.partial(_tracerec.record_fault, ctx)  # type: ignore[method-assign]
         if {"flush.tlb_page", "flush.tlb_range"} <= self.events.kinds \
@@ -346,7 +350,7 @@ class FaultTracer:
             flush_ctx = (self._pending, self._vmas, self._disasm, native.field_addr("insns"),
                          batch_bytes, FaultTracer.tlb_flush.__get__(self), self._drain, machine,
                          ids.ids, ids.new, "page", "range", _FLUSH_KINDS["page"],
-                         _FLUSH_KINDS["range"], layout)
+                         _FLUSH_KINDS["range"], layout, [None] * 10)
             self.tlb_flush = functools.partial(  # type: ignore[method-assign]
                 _tracerec.record_flush, flush_ctx)
 
@@ -486,6 +490,7 @@ class FaultTracer:
                 text = f"{mnemonic} {op_str}".strip()
             if len(self._disasm) >= _DISASM_CACHE_MAX:
                 self._disasm.clear()
+                self._insn_memo[0] = None
             self._disasm[key] = text
         return text
 
@@ -545,6 +550,7 @@ class FaultTracer:
               flags: int, result: int) -> None:
         """An mm syscall returned ``result``; brk is placed by its new break."""
         self._disasm.clear()
+        self._insn_memo[0] = None
         self._vmas.clear()  # VMAs may be gone: do not keep them alive
         kind = "mm." + op
         if kind not in self.events.kinds or self._hot is None:
@@ -567,10 +573,12 @@ class FaultTracer:
         disasm = self._disasm
         if kind == "mm":
             disasm.clear()
+            self._insn_memo[0] = None
         elif kind != "icache" and disasm:
             cid = mm.context_id
             for key in [k for k in disasm if k[0] == cid and start <= k[1] < end]:
                 del disasm[key]
+                self._insn_memo[0] = None
         hot = self._hot
         name = _FLUSH_KINDS.get(kind, "flush.tlb_mm")
         if hot is None or name not in self.events.kinds:

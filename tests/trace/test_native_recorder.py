@@ -113,3 +113,22 @@ def test_objects_of_other_classes_are_read_through_getattr(
     monkeypatch.setattr(tracing, "RECORDED_CLASSES", (object,) * 5)
     through_getattr = golden.trace(arch, run, out=tmp_path / "getattr.jsonl")
     assert in_place.read_bytes() == through_getattr.read_bytes()
+
+
+def test_dropping_a_cached_instruction_drops_the_recorders_memo(tmp_path: Path) -> None:
+    """The C recorder reuses its last record's instruction for the same address
+    space and pc; once the tracer drops cached instructions (a flush over
+    the pc, an mm syscall) the memo must not answer, or a rewritten
+    instruction would be shown stale."""
+    _, machine = run_traced("x86_64", "anon_touch", ["4"], tmp_path / "t.jsonl", tmp_path)
+    tracer = machine.tracer
+    assert tracer is not None
+    mm = machine.task.mm
+    for drop in (lambda: tracer.tlb_flush(mm, "range", 0x1000, 0x2000),
+                 lambda: tracer.tlb_flush(mm, "mm", 0, 0),
+                 lambda: tracer.mm_op(machine.task, "munmap", 0x1000, 4096, 0, 0, 0)):
+        tracer._disasm[(mm.context_id, 0x1800)] = "nop"
+        tracer._insn_memo[:] = [mm.context_id, 0x1800, "nop"]
+        drop()
+        assert (mm.context_id, 0x1800) not in tracer._disasm
+        assert tracer._insn_memo[0] is None

@@ -43,6 +43,9 @@ enum {
     CTX_IDS,         /* dict: object -> number (Interner.ids) */
     CTX_NEW,         /* list: objects numbered since the last batch (Interner.new) */
     CTX_LAYOUT,      /* (bytes, classes): slot_layout(*classes), the kernel's classes */
+    CTX_IDS_MEMO,    /* list: ID_MEMO_LEN items, see intern_memo() */
+    CTX_INSN_MEMO,   /* list: [context_id, pc, instruction text] of the last record; the
+                      * tracer sets item 0 to None whenever it drops cached instructions */
     CTX_N
 };
 
@@ -62,6 +65,7 @@ enum {
     FL_PAGE_NAME,    /* str: "flush.tlb_page", the event's kind */
     FL_RANGE_NAME,   /* str: "flush.tlb_range" */
     FL_LAYOUT,       /* as CTX_LAYOUT */
+    FL_IDS_MEMO,     /* as CTX_IDS_MEMO (a list of its own) */
     FL_N
 };
 
@@ -282,6 +286,33 @@ static int64_t intern_id(PyObject *ids, PyObject *new_objs, PyObject *obj)
     return id;
 }
 
+/*
+ * intern_id() with a memo of the last record's objects: @memo is a list of
+ * ID_MEMO_LEN items, the objects of the last record (by position) and then
+ * their numbers. Consecutive faults mostly name the same kind, outcome,
+ * access, instruction and placement, so the dict lookups are skipped for
+ * the very same objects. The memo holds references, so an object found
+ * there by identity is alive and is the one numbered.
+ */
+#define ID_MEMO_LEN 10
+static int64_t intern_memo(PyObject *memo, int i, PyObject *ids, PyObject *new_objs,
+                           PyObject *obj)
+{
+    int64_t id;
+    PyObject *n;
+
+    if (obj == Py_None)
+        return 0;
+    if (PyList_GET_ITEM(memo, i) == obj)
+        return (int64_t)PyLong_AsLongLong(PyList_GET_ITEM(memo, 5 + i));
+    if ((id = intern_id(ids, new_objs, obj)) < 0 || !(n = PyLong_FromLongLong(id)))
+        return -1;
+    Py_INCREF(obj);
+    PyList_SetItem(memo, i, obj); /* steal both; the old items are released */
+    PyList_SetItem(memo, 5 + i, n);
+    return id;
+}
+
 static void put(uint8_t **p, const void *v, size_t n)
 {
     /* the hosts mmuemu runs on (x86-64, arm64) are little-endian, as RECORD */
@@ -289,16 +320,21 @@ static void put(uint8_t **p, const void *v, size_t n)
     *p += n;
 }
 
-/* Append @rec to the bytearray @buf, numbering its objects. 0 or -1. */
-static int append_record(PyObject *buf, PyObject *ids, PyObject *new_objs,
+/* Append @rec to the bytearray @buf, numbering its objects (with @memo,
+ * see intern_memo). 0 or -1. */
+static int append_record(PyObject *buf, PyObject *ids, PyObject *new_objs, PyObject *memo,
                          const struct record *rec)
 {
     uint8_t bytes[RECORD_SIZE], *p = bytes, pad = 0;
     uint32_t n[5];
     Py_ssize_t len;
 
+    if (!PyList_CheckExact(memo) || PyList_GET_SIZE(memo) != ID_MEMO_LEN) {
+        PyErr_SetString(PyExc_TypeError, "tracerec: bad ids memo");
+        return -1;
+    }
     for (int i = 0; i < 5; i++) {
-        int64_t id = intern_id(ids, new_objs, rec->objs[i]);
+        int64_t id = intern_memo(memo, i, ids, new_objs, rec->objs[i]);
         if (id < 0)
             return -1;
         n[i] = (uint32_t)id;
@@ -342,8 +378,9 @@ static int record(PyObject *ctx, PyObject *const *a)
 {
     PyObject *task = a[0], *address = a[1], *access = a[2], *vmf = a[3], *vma = a[4],
              *major = a[5], *signal = a[6], *user = a[7];
-    PyObject *kind = NULL, *detail = NULL, *mm = NULL, *tmp = NULL, *key = NULL;
+    PyObject *kind = NULL, *detail = NULL, *mm = NULL, *tmp = NULL, *key = NULL, *memo;
     PyObject *pl = Py_None, *insn = s_empty; /* borrowed */
+    uint64_t memo_pc;
     struct record rec = {.tag = TAG_FAULT};
     const struct slot_ref *L;
     uint64_t sig;
@@ -421,17 +458,38 @@ static int record(PyObject *ctx, PyObject *const *a)
         rec.flags |= F_PC;
         if (!(cid = get_attr(L, A_MM_CONTEXT_ID, mm)))
             goto out;
-        pc = PyLong_FromUnsignedLongLong(rec.a);
-        key = pc ? PyTuple_Pack(2, cid, pc) : NULL;
-        Py_DECREF(cid);
-        Py_XDECREF(pc);
-        if (!key)
+        /* the last record's instruction, for the same address space and pc,
+         * while the tracer has dropped no cached instruction since */
+        memo = PyTuple_GET_ITEM(ctx, CTX_INSN_MEMO);
+        if (!PyList_CheckExact(memo) || PyList_GET_SIZE(memo) != 3) {
+            Py_DECREF(cid);
+            PyErr_SetString(PyExc_TypeError, "tracerec: bad instruction memo");
             goto out;
-        insn = PyDict_GetItemWithError(PyTuple_GET_ITEM(ctx, CTX_DISASM), key);
-        /* Python: disasm.get(key) or self._insn(mm, pc) */
-        if (!insn || !PyUnicode_Check(insn) || PyUnicode_GET_LENGTH(insn) == 0) {
-            ret = PyErr_Occurred() ? -1 : 0;
-            goto out;
+        }
+        if (PyList_GET_ITEM(memo, 0) == cid &&
+            as_u64(PyList_GET_ITEM(memo, 1), &memo_pc) == 1 && memo_pc == rec.a) {
+            insn = PyList_GET_ITEM(memo, 2);
+            Py_DECREF(cid);
+        } else {
+            pc = PyLong_FromUnsignedLongLong(rec.a);
+            key = pc ? PyTuple_Pack(2, cid, pc) : NULL;
+            if (!key) {
+                Py_DECREF(cid);
+                Py_XDECREF(pc);
+                goto out;
+            }
+            insn = PyDict_GetItemWithError(PyTuple_GET_ITEM(ctx, CTX_DISASM), key);
+            /* Python: disasm.get(key) or self._insn(mm, pc) */
+            if (!insn || !PyUnicode_Check(insn) || PyUnicode_GET_LENGTH(insn) == 0) {
+                Py_DECREF(cid);
+                Py_DECREF(pc);
+                ret = PyErr_Occurred() ? -1 : 0;
+                goto out;
+            }
+            Py_INCREF(insn);
+            PyList_SetItem(memo, 0, cid); /* steals cid, pc and insn */
+            PyList_SetItem(memo, 1, pc);
+            PyList_SetItem(memo, 2, insn);
         }
     }
 
@@ -451,7 +509,8 @@ static int record(PyObject *ctx, PyObject *const *a)
     rec.objs[3] = insn;
     rec.objs[4] = pl;
     if (append_record(PyTuple_GET_ITEM(ctx, CTX_PENDING), PyTuple_GET_ITEM(ctx, CTX_IDS),
-                      PyTuple_GET_ITEM(ctx, CTX_NEW), &rec) < 0)
+                      PyTuple_GET_ITEM(ctx, CTX_NEW), PyTuple_GET_ITEM(ctx, CTX_IDS_MEMO),
+                      &rec) < 0)
         goto out;
     ret = 1;
 out:
@@ -588,7 +647,8 @@ static int record_flush_common(PyObject *ctx, PyObject *const *a)
     rec.objs[3] = Py_None;
     rec.objs[4] = pl;
     if (append_record(PyTuple_GET_ITEM(ctx, FL_PENDING), PyTuple_GET_ITEM(ctx, FL_IDS),
-                      PyTuple_GET_ITEM(ctx, FL_NEW), &rec) < 0)
+                      PyTuple_GET_ITEM(ctx, FL_NEW), PyTuple_GET_ITEM(ctx, FL_IDS_MEMO),
+                      &rec) < 0)
         goto out;
     ret = 1;
 out:
