@@ -115,15 +115,19 @@ class Kernel:
             pfn = buddy.alloc_pages(0)
         else:
             pfn = self.__alloc_pages_slowpath()
-        page = self.buddy.pfn_to_page(pfn)
-        page.flags = 0
-        page._count = 1
-        page._mapcount = -1
-        page.mapping = 0
-        page.index = 0
-        page.private = 0
-        page.lru = None
-        page.kind = kind
+        mem_map = buddy.mem_map
+        page = mem_map[pfn]
+        if page is None:  # the frame's first use: its struct page, as prep_new_page leaves it
+            page = mem_map[pfn] = Page(pfn, 0, 1, -1, 0, 0, 0, None, kind)
+        else:  # prep_new_page()
+            page.flags = 0
+            page._count = 1
+            page._mapcount = -1
+            page.mapping = 0
+            page.index = 0
+            page.private = 0
+            page.lru = None
+            page.kind = kind
         if zero:
             self.phys.zero_frame(pfn)
         self.vmstat.pgalloc += 1

@@ -95,21 +95,25 @@ class BuddyAllocator:
 
     def alloc_pages(self, order: int = 0) -> int:
         """__rmqueue_smallest(): return the first pfn of a free 2**order block."""
+        free_area = self.free_area
         for current in range(order, MAX_ORDER):
-            area = self.free_area[current]
+            area = free_area[current]
             if area:
                 pfn, _ = area.popitem()
-                del self._order_of[pfn]
+                order_of = self._order_of
+                del order_of[pfn]
                 # expand(): give back the upper halves
                 while current > order:
                     current -= 1
                     buddy = pfn + (1 << current)
-                    self.free_area[current][buddy] = None
-                    self._order_of[buddy] = current
-                self.stats.nr_free_pages -= 1 << order
-                if self.stats.nr_free_pages < self.stats.min_free_pages:
-                    self.stats.min_free_pages = self.stats.nr_free_pages
-                self.stats.allocs += 1
+                    free_area[current][buddy] = None
+                    order_of[buddy] = current
+                stats = self.stats
+                free = stats.nr_free_pages - (1 << order)
+                stats.nr_free_pages = free
+                if free < stats.min_free_pages:
+                    stats.min_free_pages = free
+                stats.allocs += 1
                 return pfn
         raise OutOfMemory(f"no free block of order {order}")
 
