@@ -4,6 +4,7 @@ No timing assertions."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,41 @@ def test_faultpath_times_every_fault() -> None:
     assert 3 * 32 <= calls < 3 * 32 + 40
     copies = next(line for line in out.stdout.splitlines() if "copy_frame" in line)
     assert int(copies.split(" calls")[0].split()[-1]) >= 32  # one copy per COW break
+
+
+def test_faultpath_times_the_recorder_of_a_traced_run() -> None:
+    """--trace: the recorder is called once per fault, like the fault path."""
+    out = subprocess.run([sys.executable, "-m", "bench.faultpath", "--runs", "1", "--trace",
+                          "anon_touch", "40"], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    calls = {line.split()[0]: int(line.split(" calls")[0].split()[-1])
+             for line in out.stdout.splitlines() if " calls" in line}
+    assert calls["record"] == calls["fault"] >= 40
+
+
+def test_instruction_count_run_counts_the_faults() -> None:
+    """bench.instructions' inner run (what valgrind watches): anon_touch N takes
+    at least N faults, traced or not."""
+    for extra in ([], ["--trace"]):
+        out = subprocess.run([sys.executable, "-m", "bench.instructions", "--one", *extra,
+                              "anon_touch", "30"], cwd=REPO, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        # (the guest's own output comes first: it writes to the real stdout)
+        faults = next(line for line in out.stdout.splitlines() if line.startswith("faults="))
+        assert int(faults.split("=")[1]) >= 30
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instruction_counts_are_repeatable_and_tracing_costs_some() -> None:
+    """Under callgrind the same run gives the same count (hash seed fixed), and
+    the traced run executes more instructions in the fault hook than the
+    untraced one."""
+    from bench.instructions import counted
+    a, faults = counted("x86_64", "anon_touch", ["20"], trace=False)
+    b, _ = counted("x86_64", "anon_touch", ["20"], trace=False)
+    traced, _ = counted("x86_64", "anon_touch", ["20"], trace=True)
+    assert faults >= 20
+    assert abs(a - b) < a // 1000
+    assert traced > a

@@ -1,0 +1,105 @@
+"""Instructions spent handling faults, counted by callgrind: a noise-free A/B.
+
+    python -m bench.instructions                       # anon_touch 2000, x86-64: fast and traced
+    python -m bench.instructions --arch aarch64 cow_fork 512
+    PYTHONPATH=/other/checkout python -m bench.instructions   # another checkout's code
+
+Wall time on this 2-core VM spreads 20-70% from run to run (bench/README.md,
+item 5), too much to see a 5% change. This runs the workload in process,
+in fast mode, once plainly and once with a binary trace, each under
+``valgrind --tool=callgrind`` with collection switched on only inside the
+native fault hook (``mmuemu_tlb_fill_faulting``: the walk, the Python fault
+path, the trace recorder, and Unicorn's flushes made from there), and
+prints the instructions counted: the same binary and arguments give the
+same count to within a few hundred instructions (``PYTHONHASHSEED=0``). It
+counts user-mode instructions only: the host's page faults on first touch
+of the emulated RAM, most of the wall-time noise, are not in it. Each run
+takes about 100 times its normal time; valgrind must be installed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+FAULT_HOOK = "mmuemu_tlb_fill_faulting"
+
+
+def one_run(arch: str, program: str, args: list[str], trace: bool) -> int:
+    """The run itself (in the process valgrind watches); returns the fault count."""
+    from mmuemu.config import KernelConfig, RunConfig
+    from mmuemu.emu.machine import Machine
+    from mmuemu.emu.tracing import FaultTracer
+
+    with tempfile.TemporaryDirectory(prefix="mmuemu-instructions-") as root:
+        tracer = FaultTracer(os.path.join(root, "run.mmtrace"), argv=args) if trace else None
+        m = Machine(str(REPO / "guest" / "bin" / arch / program), args, KernelConfig(),
+                    RunConfig(mode="fast", root=root), tracer=tracer)
+        with open(os.devnull, "w") as devnull:
+            saved, sys.stdout = sys.stdout, devnull
+            try:
+                m.run()
+            finally:
+                sys.stdout = saved
+        if tracer is not None:
+            tracer.close()
+        return int(m.stats()["faults"]["total"])
+
+
+def counted(arch: str, program: str, args: list[str], trace: bool) -> tuple[int, int]:
+    """(instructions inside the fault hook, faults) of one run under callgrind."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"}
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+           f"--toggle-collect={FAULT_HOOK}", sys.executable, "-m", "bench.instructions",
+           "--one", "--arch", arch, *(["--trace"] if trace else []), program, *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=1800)
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+        raise RuntimeError(f"run failed: {last}")
+    m = re.search(r"Collected\s*:\s*(\d+)", out.stderr)
+    faults = re.search(r"^faults=(\d+)$", out.stdout, re.M)
+    if m is None or faults is None:
+        raise RuntimeError("no callgrind total or fault count in the output")
+    return int(m.group(1)), int(faults.group(1))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.instructions",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--arch", default="x86_64", choices=("x86_64", "aarch64"))
+    ap.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("program", nargs="?", default="anon_touch")
+    ap.add_argument("args", nargs="*", default=None)
+    a = ap.parse_args(argv)
+    args = a.args if a.args else (["2000"] if a.program == "anon_touch" else [])
+    if a.one:
+        print(f"faults={one_run(a.arch, a.program, args, a.trace)}")
+        return 0
+    if shutil.which("valgrind") is None:
+        print("bench.instructions: valgrind is not installed (apt-get install valgrind)",
+              file=sys.stderr)
+        return 1
+    try:
+        plain, faults = counted(a.arch, a.program, args, trace=False)
+        traced, _ = counted(a.arch, a.program, args, trace=True)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        print(f"bench.instructions: {e}", file=sys.stderr)
+        return 1
+    print(f"{a.program} {' '.join(args)} on {a.arch}, fast mode: instructions inside "
+          f"{FAULT_HOOK} (callgrind)")
+    print(f"  untraced  {plain:>13,}  {plain / max(faults, 1):>9,.0f} a fault ({faults} faults)")
+    print(f"  traced    {traced:>13,}  {traced / max(faults, 1):>9,.0f} a fault  "
+          f"(x{traced / plain:.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
