@@ -160,6 +160,26 @@ static const struct slot_ref *ctx_layout(PyObject *ctx, int i)
  * sign and bit-count checks make the masking conversion exact. */
 static int as_u64(PyObject *o, uint64_t *out)
 {
+#if PY_VERSION_HEX < 0x030C0000
+    /* CPython 3.11: ob_size is the signed number of 30-bit digits; an int
+     * below 2**60 (every address, and most values here) is read directly */
+    if (PyLong_CheckExact(o)) {
+        Py_ssize_t size = Py_SIZE(o);
+        const digit *d = ((PyLongObject *)o)->ob_digit;
+        if (size == 0) {
+            *out = 0;
+            return 1;
+        }
+        if (size == 1) {
+            *out = d[0];
+            return 1;
+        }
+        if (size == 2) {
+            *out = (uint64_t)d[0] | (uint64_t)d[1] << PyLong_SHIFT;
+            return 1;
+        }
+    }
+#endif
     if (!PyLong_Check(o))
         return 0;
     if (_PyLong_Sign(o) < 0 || _PyLong_NumBits(o) > 64) {
