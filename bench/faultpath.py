@@ -11,7 +11,8 @@ writes the first 256 MiB of emulated RAM before the run, contents unchanged,
 so that the host's first touch is not in the figures. The timers add about
 0.2 µs to each timed call. Each run is its own process (module state and the
 host's memory start fresh), so runs of two checkouts can be interleaved:
-``PYTHONPATH=/other/checkout python -m bench.faultpath``.
+``cd /other/checkout && python -m bench.faultpath`` (each run imports the
+mmuemu of its working directory).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
     python -m bench.instructions                       # anon_touch 2000, x86-64: fast and traced
     python -m bench.instructions --arch aarch64 cow_fork 512
-    PYTHONPATH=/other/checkout python -m bench.instructions   # another checkout's code
+    python -m bench.instructions --checkout /other/clone   # that clone's mmuemu
 
 Wall time on this 2-core VM spreads 20-70% from run to run (bench/README.md,
 item 5), too much to see a 5% change. This runs the workload in process,
@@ -53,13 +53,18 @@ def one_run(arch: str, program: str, args: list[str], trace: bool) -> int:
         return int(m.stats()["faults"]["total"])
 
 
-def counted(arch: str, program: str, args: list[str], trace: bool) -> tuple[int, int]:
-    """(instructions inside the fault hook, faults) of one run under callgrind."""
-    env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"}
+def counted(arch: str, program: str, args: list[str], trace: bool,
+            checkout: Path = REPO) -> tuple[int, int]:
+    """(instructions inside the fault hook, faults) of one run under callgrind,
+    with the mmuemu of ``checkout`` (built in place)."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1",
+           "PYTHONPATH": str(checkout)}
+    # this file run as a script: the module path starts with bench/, then checkout
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-           f"--toggle-collect={FAULT_HOOK}", sys.executable, "-m", "bench.instructions",
+           f"--toggle-collect={FAULT_HOOK}", sys.executable, str(Path(__file__).resolve()),
            "--one", "--arch", arch, *(["--trace"] if trace else []), program, *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=1800)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=checkout, env=env,
+                         timeout=1800)
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
         raise RuntimeError(f"run failed: {last}")
@@ -74,6 +79,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.instructions",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--arch", default="x86_64", choices=("x86_64", "aarch64"))
+    ap.add_argument("--checkout", type=Path, default=REPO,
+                    help="count the mmuemu of this clone (its extensions built in place); "
+                         "default: this one")
     ap.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("program", nargs="?", default="anon_touch")
@@ -88,13 +96,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         return 1
     try:
-        plain, faults = counted(a.arch, a.program, args, trace=False)
-        traced, _ = counted(a.arch, a.program, args, trace=True)
+        plain, faults = counted(a.arch, a.program, args, trace=False, checkout=a.checkout)
+        traced, _ = counted(a.arch, a.program, args, trace=True, checkout=a.checkout)
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         print(f"bench.instructions: {e}", file=sys.stderr)
         return 1
     print(f"{a.program} {' '.join(args)} on {a.arch}, fast mode: instructions inside "
-          f"{FAULT_HOOK} (callgrind)")
+          f"{FAULT_HOOK} (callgrind), mmuemu of {a.checkout}")
     print(f"  untraced  {plain:>13,}  {plain / max(faults, 1):>9,.0f} a fault ({faults} faults)")
     print(f"  traced    {traced:>13,}  {traced / max(faults, 1):>9,.0f} a fault  "
           f"(x{traced / plain:.3f})")
