@@ -42,12 +42,7 @@ def one_run(arch: str, program: str, args: list[str], trace: bool) -> int:
         tracer = FaultTracer(os.path.join(root, "run.mmtrace"), argv=args) if trace else None
         m = Machine(str(REPO / "guest" / "bin" / arch / program), args, KernelConfig(),
                     RunConfig(mode="fast", root=root), tracer=tracer)
-        with open(os.devnull, "w") as devnull:
-            saved, sys.stdout = sys.stdout, devnull
-            try:
-                m.run()
-            finally:
-                sys.stdout = saved
+        m.run()  # (the guest's output goes to stdout, before the fault count)
         if tracer is not None:
             tracer.close()
         return int(m.stats()["faults"]["total"])
