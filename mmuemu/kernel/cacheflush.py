@@ -89,7 +89,9 @@ class CacheFlushArch:
         self._noop("flush_cache_range")
 
     def flush_cache_page(self, vma: VmAreaStruct, addr: int, pfn: int) -> None:
-        self._noop("flush_cache_page")
+        # _noop("flush_cache_page"), inline: every COW break and reuse calls it
+        self.calls["flush_cache_page"] += 1
+        self.noops["flush_cache_page"] += 1
 
     def flush_dcache_page(self, kern: "Kernel", page: Page) -> None:
         self._noop("flush_dcache_page")
@@ -100,7 +102,8 @@ class CacheFlushArch:
     def copy_user_highpage(self, kern: "Kernel", to: Page, src: Page) -> None:
         """copy_user_highpage(): copy_page() and nothing else."""
         kern.phys.copy_frame(to.pfn, src.pfn)
-        self._noop("copy_user_highpage")
+        self.calls["copy_user_highpage"] += 1  # _noop(), inline: every COW break
+        self.noops["copy_user_highpage"] += 1
 
     def sync_icache_dcache(self, mm: MmStruct, addr: int, pte: int) -> None:
         """set_pte_at()'s arch hook; only called when :attr:`sync_on_set_pte`."""
