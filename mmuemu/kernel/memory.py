@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from mmuemu.kernel.mm_types import (
     PAGE_MAPPING_ANON, PG, PG_readahead, VM, ClearPage, FaultFlag, FaultKind, MmStruct, Page,
-    PageAnon, PageTest, SetPage,
+    PageTest, SetPage,
     VmAreaStruct, VmFault, VmFaultReason, VM_FAULT_ERROR,
 )
 from mmuemu.kernel.cacheflush import copy_user_highpage
@@ -37,7 +37,7 @@ from mmuemu.kernel.pgtable import (
 if TYPE_CHECKING:
     from mmuemu.kernel.kernel import Kernel
 from mmuemu.kernel.rmap import (
-    anon_vma_prepare, do_page_add_anon_rmap, linear_page_index, page_add_file_rmap,
+    anon_vma_prepare, do_page_add_anon_rmap, page_add_file_rmap,
     page_add_new_anon_rmap, page_move_anon_rmap, page_remove_rmap,
 )
 
