@@ -57,6 +57,17 @@ class PteFormat(abc.ABC):
     #: tenth of pte_offset_alloc's time)
     table_mask: int
     table_bits: int
+    #: ``pte_present(pte)``, ``pte_write(pte)`` and ``pte_special(pte)`` are
+    #: ``pte & mask != 0`` with these masks; the fault path tests them inline
+    present_mask: int
+    write_mask: int
+    special_mask: int
+    #: ``pte_mkwrite(pte_mkdirty(pte))`` is ``(pte | write_dirty_set) &
+    #: ~write_dirty_clear`` and ``pte_mkyoung(pte)`` is ``pte | young_bits``;
+    #: ``pfn_pte(pfn, prot)`` is ``pfn << 12 | prot`` on both formats
+    write_dirty_set: int
+    write_dirty_clear: int
+    young_bits: int
 
     @staticmethod
     def index(va: int, level: int) -> int:

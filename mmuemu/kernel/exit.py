@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mmuemu.kernel.cacheflush import flush_cache_mm
 from mmuemu.kernel.interval_tree import vma_interval_tree_remove
-from mmuemu.kernel.mm_types import MmStruct
+from mmuemu.kernel.mm_types import MmStruct, update_hiwater_rss
 from mmuemu.kernel.mmap import remove_vma, unmap_region
 from mmuemu.kernel.vma_tree import vma_tree_clear
 from mmuemu.kernel.sched import TaskState, TaskStruct
@@ -36,6 +36,8 @@ def do_exit(task: TaskStruct, code: int, signal: int = 0) -> None:
         return
     task.exit_code = code & 0xFF
     task.exit_signal = signal or None
+    # setmax_mm_hiwater_rss(&signal->maxrss, mm): the model keeps the peak in the mm
+    update_hiwater_rss(task.mm)
     exit_mmap(task.mm)
     for f in task.files.values():
         if f is not None:

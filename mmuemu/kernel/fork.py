@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from mmuemu.kernel.cacheflush import flush_cache_dup_mm
 from mmuemu.kernel.swapfile import swap_duplicate, swp_entry
-from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct
+from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct, get_mm_rss
 from mmuemu.kernel.memory import vm_normal_page
 from mmuemu.kernel.mmap import vma_link, vm_stat_account
 from mmuemu.kernel.pgtable import ptep_get, pte_offset_alloc, pte_range, set_pte_at
@@ -115,7 +115,7 @@ def dup_mmap(mm: MmStruct, oldmm: MmStruct) -> int:
         vma_link(mm, tmp)
         vm_stat_account(mm, tmp.vm_flags, (tmp.vm_end - tmp.vm_start) >> 12)
         copy_page_range(tmp, mpnt)
-    mm.hiwater_rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
+    mm.hiwater_rss = get_mm_rss(mm)  # dup_mm()
     oldmm.kernel.tlb.flush_tlb_mm(oldmm)
     return 0
 

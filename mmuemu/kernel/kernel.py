@@ -112,7 +112,10 @@ class Kernel:
         """
         buddy = self.buddy
         if buddy.stats.nr_free_pages - 1 > self.wmark.low:  # _get_page_from_freelist(low)
-            pfn = buddy.alloc_pages(0)
+            pcp = buddy.pcp  # rmqueue_pcplist(): the list's head
+            if not pcp:
+                buddy.rmqueue_bulk(buddy.pcp_batch)
+            pfn = pcp.pop()
         else:
             pfn = self.__alloc_pages_slowpath()
         mem_map = buddy.mem_map
@@ -136,9 +139,13 @@ class Kernel:
     def _get_page_from_freelist(self, mark: int) -> int | None:
         """get_page_from_freelist(): a frame if the zone stays above ``mark``
         (zone_watermark_ok: free - 1 > mark for order 0)."""
-        if self.buddy.stats.nr_free_pages - 1 <= mark:
+        buddy = self.buddy
+        if buddy.stats.nr_free_pages - 1 <= mark:
             return None
-        return self.buddy.alloc_pages(0)
+        pcp = buddy.pcp  # rmqueue_pcplist()
+        if not pcp and not buddy.rmqueue_bulk(buddy.pcp_batch):
+            return None
+        return pcp.pop()
 
     def __alloc_pages_slowpath(self) -> int:
         """__alloc_pages_slowpath(): wake kswapd, dig to min, reclaim, OOM-kill."""
@@ -150,6 +157,11 @@ class Kernel:
         while pfn is None:
             progress = try_to_free_pages(self)
             pfn = self._get_page_from_freelist(self.wmark.min)
+            if pfn is None and self.buddy.pcp:
+                # __alloc_pages_direct_reclaim(): frames may be pinned on the
+                # per-cpu list: drain_all_pages() and try once more
+                self.buddy.drain_pages()
+                pfn = self._get_page_from_freelist(self.wmark.min)
             if pfn is not None:
                 break
             if progress:
@@ -208,7 +220,11 @@ class Kernel:
         page.mapping = 0
         page.private = 0
         page.kind = "free"
-        self.buddy.free_pages(page.pfn, 0)
+        buddy = self.buddy  # free_unref_page()
+        pcp = buddy.pcp
+        pcp.append(page.pfn)
+        if len(pcp) >= buddy.pcp_high:
+            buddy.free_pcppages_bulk(buddy.pcp_batch)
         self.vmstat.pgfree += 1
 
     def new_context_id(self) -> int:

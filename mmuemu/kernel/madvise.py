@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from mmuemu.kernel.cacheflush import tlb_start_vma
 from mmuemu.kernel.filemap import __do_page_cache_readahead, write_cache_pages
-from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct
+from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct, update_hiwater_rss
 from mmuemu.kernel.mmap import __split_vma, find_vma, vma_merge_neighbours, zap_pte_range
 
 MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED = 0, 1, 2, 3, 4
@@ -34,6 +34,7 @@ def zap_page_range(vma: VmAreaStruct, start: int, end: int) -> None:
     """zap_page_range(): unmap [start, end) of one VMA, flush, free the pages."""
     mm = vma.vm_mm
     kern = mm.kernel
+    update_hiwater_rss(mm)
     tlb_start_vma(vma)  # unmap_page_range
     batch = zap_pte_range(vma, start, end)
     kern.tlb.flush_tlb_range(mm, start, end)

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mmuemu.hw.pte import ADDR_MASK
 from mmuemu.kernel.mm_types import (
-    PAGE_MAPPING_ANON, PG, PG_readahead, VM, ClearPage, FaultFlag, FaultKind, MmStruct, Page,
+    PAGE_MAPPING_ANON, PG, PG_readahead, VM, ClearPage, FaultFlag, FaultKind, Page,
     PageTest, SetPage,
     VmAreaStruct, VmFault, VmFaultReason, VM_FAULT_ERROR,
 )
@@ -52,6 +53,11 @@ _KIND_SPURIOUS = FaultKind.SPURIOUS
 _KIND_SWAP = FaultKind.SWAP
 _KIND_WP = FaultKind.WP
 _KIND_ZERO = FaultKind.ZERO
+#: VM_FAULT_* and FAULT_FLAG_* bits the accounting tests, as module constants
+_RETRY = VmFaultReason.RETRY
+_MAJOR = VmFaultReason.MAJOR
+_ERROR_OR_RETRY = VM_FAULT_ERROR | VmFaultReason.RETRY
+_TRIED = FaultFlag.TRIED
 
 
 def vma_is_anonymous(vma: VmAreaStruct) -> bool:
@@ -62,16 +68,16 @@ def vma_is_anonymous(vma: VmAreaStruct) -> bool:
 def vm_normal_page(vma: VmAreaStruct, addr: int, pte: int) -> Page | None:
     """vm_normal_page(): the struct page behind a PTE, None for special ones (zero page)."""
     kern = vma.vm_mm.kernel
-    if kern.fmt.pte_special(pte):
+    if pte & kern.fmt.special_mask:  # pte_special()
         return None
-    return kern.pfn_to_page(kern.fmt.pte_pfn(pte))
+    return kern.pfn_to_page((pte & ADDR_MASK) >> 12)  # pte_pfn()
 
 
 def _mk_pte(vma: VmAreaStruct, page_pfn: int, write: bool) -> int:
-    fmt = vma.vm_mm.kernel.fmt
-    entry = fmt.pfn_pte(page_pfn, vma.vm_page_prot)
-    if write:
-        entry = fmt.pte_mkwrite(fmt.pte_mkdirty(entry))
+    entry = page_pfn << 12 | vma.vm_page_prot  # pfn_pte()
+    if write:  # pte_mkwrite(pte_mkdirty())
+        fmt = vma.vm_mm.kernel.fmt
+        entry = (entry | fmt.write_dirty_set) & ~fmt.write_dirty_clear
     return entry
 
 
@@ -86,21 +92,6 @@ def do_set_pte(vma: VmAreaStruct, address: int, page: Page, pte_pa: int,
         page_add_file_rmap(page, vma)
     set_pte_at(vma.vm_mm, address, pte_pa, entry)
     # no need to invalidate: it was non-present before
-
-
-def mm_account_fault(mm: MmStruct, flags: int, ret: int,
-                     counts: "FaultCounts | None") -> None:
-    """mm_account_fault(): PGFAULT always; per-task maj/min only for successful faults."""
-    if ret & VmFaultReason.RETRY:
-        return
-    mm.kernel.vmstat.pgfault += 1
-    if ret & VM_FAULT_ERROR:
-        return
-    if counts is not None:
-        if ret & VmFaultReason.MAJOR or flags & FaultFlag.TRIED:
-            counts.maj_flt += 1
-        else:
-            counts.min_flt += 1
 
 
 class FaultCounts:
@@ -122,9 +113,22 @@ def handle_mm_fault(vma: VmAreaStruct, address: int, flags: int,
     vm_fault, whose ``kind``/``detail`` say which handler resolved it.
     """
     ret, vmf = __handle_mm_fault(vma, address, flags)
-    mm_account_fault(vma.vm_mm, flags, ret, counts)
-    if not ret & VM_FAULT_ERROR:
-        vma.vm_mm.kernel.vmstat.by_type[vmf.kind._value_] += 1
+    # mm_account_fault(), inline (a call fewer on every fault): PGFAULT unless
+    # the fault is retried; per-task maj/min only for successful faults
+    vmstat = vma.vm_mm.kernel.vmstat
+    if ret & _ERROR_OR_RETRY:
+        if not ret & _RETRY:
+            vmstat.pgfault += 1
+        if not ret & VM_FAULT_ERROR:
+            vmstat.by_type[vmf.kind._value_] += 1
+        return ret, vmf
+    vmstat.pgfault += 1
+    vmstat.by_type[vmf.kind._value_] += 1
+    if counts is not None:
+        if ret & _MAJOR or flags & _TRIED:
+            counts.maj_flt += 1
+        else:
+            counts.min_flt += 1
     return ret, vmf
 
 
@@ -152,14 +156,14 @@ def handle_pte_fault(vmf: VmFault) -> int:
     fmt = kern.fmt
     entry = kern.phys.words[vmf.pte_pa >> 3]  # ptep_get()
     vmf.orig_pte = entry
-    if not fmt.pte_present(entry):
-        if fmt.pte_none(entry):
+    if not entry & fmt.present_mask:  # !pte_present()
+        if not entry:  # pte_none()
             if vma.vm_ops is None:  # vma_is_anonymous()
                 return do_anonymous_page(vmf)
             return do_linear_fault(vmf)
         return do_swap_page(vmf)
     if vmf.flags & FaultFlag.WRITE:
-        if not fmt.pte_write(entry):
+        if not entry & fmt.write_mask:  # !pte_write()
             return do_wp_page(vmf)
         entry = fmt.pte_mkdirty(entry)
     entry = fmt.pte_mkyoung(entry)
@@ -194,15 +198,8 @@ def do_anonymous_page(vmf: VmFault) -> int:
     page.flags |= 1 << PG.uptodate  # __SetPageUptodate()
     do_set_pte(vma, vmf.address, page, vmf.pte_pa,
                write=bool(vma.vm_flags & VM.WRITE), anon=True)
-    _update_hiwater_rss(mm)
     vmf.kind = _KIND_ANON
     return VmFaultReason.NONE
-
-
-def _update_hiwater_rss(mm: MmStruct) -> None:
-    rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
-    if rss > mm.hiwater_rss:
-        mm.hiwater_rss = rss
 
 
 def __do_fault(vmf: VmFault) -> int:
@@ -274,7 +271,6 @@ def do_cow_fault(vmf: VmFault) -> int:
     kern.put_page(page)
     kern.vmstat.cow_copies += 1
     do_set_pte(vma, vmf.address, new_page, vmf.pte_pa, write=True, anon=True)
-    _update_hiwater_rss(vma.vm_mm)
     return ret
 
 
@@ -298,7 +294,6 @@ def do_shared_fault(vmf: VmFault) -> int:
     do_set_pte(vma, vmf.address, page, vmf.pte_pa, write=True, anon=False)
     set_page_dirty(kern, page)  # fault_dirty_shared_page()
     unlock_page(page)
-    _update_hiwater_rss(vma.vm_mm)
     return ret
 
 
@@ -313,7 +308,6 @@ def do_linear_fault(vmf: VmFault) -> int:
         ret = do_cow_fault(vmf)
     else:
         ret = do_shared_fault(vmf)
-    _update_hiwater_rss(vma.vm_mm)
     return ret
 
 
@@ -374,7 +368,6 @@ def do_swap_page(vmf: VmFault) -> int:
     if kern.swap.vm_swap_full() or vma.vm_flags & VM.LOCKED:
         try_to_free_swap(kern, page)
     unlock_page(page)
-    _update_hiwater_rss(mm)
     if write:  # the page is shared with a swap PTE elsewhere: break COW now
         vmf.orig_pte = entry_pte
         ret |= do_wp_page(vmf)
@@ -438,8 +431,8 @@ def wp_page_reuse(vmf: VmFault) -> int:
     fmt = vma.vm_mm.kernel.fmt
     # flush_cache_page(), straight to the architecture's hook (a call fewer)
     vma.vm_mm.kernel.cacheflush.flush_cache_page(vma, vmf.address, fmt.pte_pfn(vmf.orig_pte))
-    entry = fmt.pte_mkyoung(vmf.orig_pte)
-    entry = fmt.pte_mkwrite(fmt.pte_mkdirty(entry))
+    # pte_mkwrite(pte_mkdirty(pte_mkyoung()))
+    entry = (vmf.orig_pte | fmt.young_bits | fmt.write_dirty_set) & ~fmt.write_dirty_clear
     set_pte_at(vma.vm_mm, vmf.address, vmf.pte_pa, entry)
     return VmFaultReason.WRITE
 
@@ -508,5 +501,4 @@ def wp_page_copy(vmf: VmFault) -> int:
     if old_page is not None:
         kern.put_page(old_page)  # the PTE's reference
         kern.put_page(old_page)  # ours, from do_wp_page
-    _update_hiwater_rss(mm)
     return VmFaultReason.WRITE

@@ -454,9 +454,30 @@ class VmFault:
                 f"detail={self.detail!r})")
 
 
+def get_mm_rss(mm: MmStruct) -> int:
+    """get_mm_rss(): resident pages, file + anon + shmem."""
+    return mm.rss_file + mm.rss_anon + mm.rss_shmem
+
+
+def update_hiwater_rss(mm: MmStruct) -> None:
+    """update_hiwater_rss(): record the RSS peak. Linux does this lazily, only
+    where RSS is about to fall (unmap_region, zap_page_range, do_exit), not on
+    every fault; a peak that reclaim takes back before then is not recorded,
+    as in Linux."""
+    rss = mm.rss_file + mm.rss_anon + mm.rss_shmem
+    if rss > mm.hiwater_rss:
+        mm.hiwater_rss = rss
+
+
+def get_mm_hiwater_rss(mm: MmStruct) -> int:
+    """get_mm_hiwater_rss(): the peak as readers see it (VmHWM, ru_maxrss):
+    the recorded one or the current RSS, whichever is larger."""
+    return max(mm.hiwater_rss, get_mm_rss(mm))
+
+
 def mm_counters(mm: MmStruct) -> dict[str, int]:
     """The mm's size and RSS counters, named as in mm_struct / /proc/PID/status."""
     return {"total_vm": mm.total_vm, "exec_vm": mm.exec_vm, "stack_vm": mm.stack_vm,
             "data_vm": mm.data_vm, "map_count": mm.map_count, "nr_ptes": mm.nr_ptes,
             "rss_anon": mm.rss_anon, "rss_file": mm.rss_file, "rss_shmem": mm.rss_shmem,
-            "hiwater_rss": mm.hiwater_rss}
+            "hiwater_rss": get_mm_hiwater_rss(mm)}

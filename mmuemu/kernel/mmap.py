@@ -23,7 +23,7 @@ from mmuemu.kernel.interval_tree import (
     vma_interval_tree_remove,
 )
 from mmuemu.kernel.mm_types import (
-    VM, File, MmStruct, VmAreaStruct,
+    VM, File, MmStruct, VmAreaStruct, update_hiwater_rss,
 )
 from mmuemu.kernel.pgtable import free_pgd_range, ptep_get, ptep_get_and_clear, pte_range, set_pte_at
 from mmuemu.kernel.rmap import anon_vma_clone, page_remove_rmap, unlink_anon_vmas
@@ -472,6 +472,8 @@ def unmap_region(mm: MmStruct, vmas: list[VmAreaStruct], start: int, end: int,
     """unmap_region(): unmap_vmas → tlb flush → free pages → free_pgtables.
     ``fullmm``: exit_mmap's teardown (tlb_gather_mmu_fullmm: no per-VMA cache flush)."""
     kern = mm.kernel
+    if not fullmm:  # exit_mmap leaves it to do_exit
+        update_hiwater_rss(mm)
     batch: list[int] = []
     for vma in vmas:
         if not fullmm:

@@ -7,6 +7,13 @@ freeing the upper halves (expand()); a free merges a block with its buddy
 Lists are insertion-ordered dicts used as LIFO stacks, so allocation order is
 deterministic. struct page objects live in ``mem_map`` and are created when a
 frame is first handed out.
+
+Order-0 frames go through the per-CPU page list (struct per_cpu_pages, one
+CPU) as in Linux 4.x: an allocation takes the list's head and refills an empty
+list with ``batch`` frames from the buddy lists (rmqueue_bulk); a free puts the
+frame at the head and, once ``high`` frames are listed, gives ``batch`` of the
+oldest back to the buddy lists (free_pcppages_bulk). Listed frames are not
+counted in NR_FREE_PAGES, as in Linux.
 """
 from __future__ import annotations
 
@@ -63,10 +70,22 @@ def setup_per_zone_wmarks(managed_pages: int, min_free_kbytes: int) -> ZoneWater
     return ZoneWatermarks(min=wmin, low=wmin + tmp, high=wmin + 2 * tmp)
 
 
-class BuddyAllocator:
-    """One zone's buddy allocator over frames [first_pfn, end_pfn)."""
+def zone_batchsize(managed_pages: int) -> int:
+    """zone_batchsize() (4.x): about a thousandth of the zone, at most 1 MiB,
+    quartered and clamped to 2**n - 1 (pageset_set_batch() makes 0 into 1)."""
+    batch = min(managed_pages // 1024, (1 << 20) >> 12) // 4
+    batch = max(batch, 1)
+    n = batch + batch // 2
+    batch = (1 << (n.bit_length() - 1)) - 1  # rounddown_pow_of_two() - 1
+    return batch
 
-    __slots__ = ("free_area", "mem_map", "stats", "first_pfn", "end_pfn", "_order_of")
+
+class BuddyAllocator:
+    """One zone's buddy allocator over frames [first_pfn, end_pfn), with its
+    per-CPU page list for order-0 frames."""
+
+    __slots__ = ("free_area", "mem_map", "stats", "first_pfn", "end_pfn", "_order_of",
+                 "pcp", "pcp_high", "pcp_batch")
 
     def __init__(self, first_pfn: int, end_pfn: int) -> None:
         self.free_area: list[dict[int, None]] = [dict() for _ in range(MAX_ORDER)]
@@ -92,6 +111,13 @@ class BuddyAllocator:
         self.stats.managed_pages = end_pfn - first_pfn
         self.stats.nr_free_pages = end_pfn - first_pfn
         self.stats.min_free_pages = end_pfn - first_pfn
+        #: per_cpu_pages.lists[MIGRATE_MOVABLE] as pfns, the list's head last
+        #: (so taking the head is list.pop()); pcp->count is its length
+        self.pcp: list[int] = []
+        batch = zone_batchsize(self.stats.managed_pages)
+        #: pageset_set_batch(): high = 6 * batch, batch at least 1
+        self.pcp_high = 6 * batch
+        self.pcp_batch = max(1, batch)
 
     def alloc_pages(self, order: int = 0) -> int:
         """__rmqueue_smallest(): return the first pfn of a free 2**order block."""
@@ -117,6 +143,82 @@ class BuddyAllocator:
                 return pfn
         raise OutOfMemory(f"no free block of order {order}")
 
+    def rmqueue_bulk(self, count: int) -> int:
+        """rmqueue_bulk(): move up to ``count`` order-0 frames onto the pcp
+        list, each as __rmqueue_smallest() would take it, the first taken at
+        the list's head (list_add_tail). Returns how many were moved.
+
+        Not one split per frame: when __rmqueue_smallest() splits a block of
+        order k, every lower order was empty, so the next 2**k - 1 calls
+        take the rest of that block, frame by frame in address order. Here a
+        block is taken whole, or its first frames taken and the rest given
+        back as the aligned blocks those calls would have left; the free
+        lists end up as ``count`` calls leave them.
+        """
+        free_area = self.free_area
+        order_of = self._order_of
+        taken: list[int] = []
+        need = count
+        while need:
+            for current in range(MAX_ORDER):
+                area = free_area[current]
+                if area:
+                    break
+            else:
+                break
+            pfn, _ = area.popitem()
+            del order_of[pfn]
+            size = 1 << current
+            if size <= need:
+                taken.extend(range(pfn, pfn + size))
+                need -= size
+                continue
+            taken.extend(range(pfn, pfn + need))
+            # what is left, [pfn + need, pfn + size), in naturally aligned blocks
+            start = pfn + need
+            end = pfn + size
+            while start < end:
+                order = (start & -start).bit_length() - 1
+                free_area[order][start] = None
+                order_of[start] = order
+                start += 1 << order
+            need = 0
+        n = len(taken)
+        if n:
+            taken.reverse()
+            self.pcp[:0] = taken  # behind whatever is listed (the list is empty)
+            stats = self.stats
+            free = stats.nr_free_pages - n
+            stats.nr_free_pages = free
+            if free < stats.min_free_pages:
+                stats.min_free_pages = free
+            stats.allocs += n
+        return n
+
+    def free_pcppages_bulk(self, count: int) -> None:
+        """free_pcppages_bulk(): give the ``count`` oldest listed frames (the
+        list's tail) back to the buddy lists."""
+        pcp = self.pcp
+        victims = pcp[:count]
+        del pcp[:count]
+        for pfn in victims:
+            self.free_pages(pfn, 0)
+
+    def free_unref_page(self, pfn: int) -> None:
+        """free_unref_page(): an order-0 frame goes to the pcp list's head;
+        at ``high`` listed frames, ``batch`` of the oldest go back to the buddy."""
+        pcp = self.pcp
+        pcp.append(pfn)
+        if len(pcp) >= self.pcp_high:
+            self.free_pcppages_bulk(self.pcp_batch)
+
+    def drain_pages(self) -> int:
+        """drain_all_pages(): empty the pcp list into the buddy lists.
+        Returns how many frames it held."""
+        n = len(self.pcp)
+        self.free_pcppages_bulk(n)
+        return n
+
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """__free_one_page(): return a block, merging with free buddies."""
         self.stats.nr_free_pages += 1 << order
@@ -133,7 +235,10 @@ class BuddyAllocator:
         self._order_of[pfn] = order
 
     def is_free(self, pfn: int) -> bool:
-        """Whether frame ``pfn`` lies inside a free block (for invariant checks)."""
+        """Whether frame ``pfn`` is free: inside a free block or on the pcp
+        list (for invariant checks)."""
+        if pfn in self.pcp:
+            return True
         for order in range(MAX_ORDER):
             head = pfn & ~((1 << order) - 1)
             if self._order_of.get(head) == order:

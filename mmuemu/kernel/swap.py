@@ -27,6 +27,10 @@ LRU_UNEVICTABLE = "unevictable"
 #: enum lru_list order
 LRU_LISTS = (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE,
              LRU_UNEVICTABLE)
+#: PG_lru, and with PG_active or PG_unevictable, as add_page_to_lru_list() sets them
+_LRU_BIT = 1 << PG.lru
+_LRU_ACTIVE_BITS = 1 << PG.lru | 1 << PG.active
+_LRU_UNEVICTABLE_BITS = 1 << PG.lru | 1 << PG.unevictable
 _ACTIVE_OF = {LRU_INACTIVE_ANON: LRU_ACTIVE_ANON, LRU_INACTIVE_FILE: LRU_ACTIVE_FILE}
 _INACTIVE_OF = {LRU_ACTIVE_ANON: LRU_INACTIVE_ANON, LRU_ACTIVE_FILE: LRU_INACTIVE_FILE}
 
@@ -94,11 +98,12 @@ def add_page_to_lru_list(kern: "Kernel", page: Page, lru: str) -> None:
     """add_page_to_lru_list(): list_add at the head, set PG_lru (and PG_active
     or PG_unevictable to match the list)."""
     assert page.lru is None, f"pfn {page.pfn:#x} already on {page.lru}"
-    page.flags |= 1 << PG.lru
     if lru == LRU_ACTIVE_ANON or lru == LRU_ACTIVE_FILE:  # is_active_lru()
-        page.flags |= 1 << PG.active
+        page.flags |= _LRU_ACTIVE_BITS
     elif lru == LRU_UNEVICTABLE:
-        page.flags |= 1 << PG.unevictable
+        page.flags |= _LRU_UNEVICTABLE_BITS
+    else:
+        page.flags |= _LRU_BIT
     page.lru = lru
     kern.lruvec.lists[lru][page.pfn] = page
 
@@ -114,10 +119,10 @@ def del_page_from_lru_list(kern: "Kernel", page: Page) -> None:
     page.flags &= ~(1 << PG.lru)
 
 
-def lru_cache_add(kern: "Kernel", page: Page, lru: str) -> None:
-    """lru_cache_add() / lru_cache_add_active_or_unevictable(): a new page
-    joins the LRU (the page's own mapping may make it unevictable)."""
-    add_page_to_lru_list(kern, page, lru)
+#: lru_cache_add() / lru_cache_add_active_or_unevictable(): a new page joins
+#: the LRU. With one CPU there is no per-CPU pagevec to batch through, so it is
+#: add_page_to_lru_list() itself (one call, not two, on every anonymous fault).
+lru_cache_add = add_page_to_lru_list
 
 
 def activate_page(kern: "Kernel", page: Page) -> None:

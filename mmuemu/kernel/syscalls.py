@@ -22,7 +22,7 @@ from mmuemu.kernel.fs import S_IFCHR, S_IFREG
 from mmuemu.kernel.kernel import Kernel
 from mmuemu.kernel.madvise import do_madvise, do_msync
 from mmuemu.kernel.proc import proc_file, vma_name
-from mmuemu.kernel.mm_types import File, Inode
+from mmuemu.kernel.mm_types import File, Inode, get_mm_hiwater_rss
 from mmuemu.kernel.mmap import do_mmap, do_mprotect, do_munmap, find_vma
 from mmuemu.kernel.mmap import sys_brk as mm_brk
 from mmuemu.kernel.sched import TaskStruct
@@ -584,7 +584,7 @@ def sys_getrusage(ctx: SyscallContext, who: int, ru: int, *_: int) -> int:
         maxrss = utime = 0
     else:
         minflt, majflt = task.counts.min_flt, task.counts.maj_flt
-        maxrss = task.mm.hiwater_rss * 4
+        maxrss = get_mm_hiwater_rss(task.mm) * 4  # setmax_mm_hiwater_rss()
         utime = ctx.now_ns() // 1000
     longs = [maxrss, 0, 0, 0, minflt, majflt, 0, 0, 0, 0, 0, 0, 0, 0]
     data = struct.pack("<qqqq", utime // 10**6, utime % 10**6, 0, 0) + struct.pack("<14q", *longs)

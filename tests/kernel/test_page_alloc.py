@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
 from mmuemu.kernel.page_alloc import MAX_ORDER, BuddyAllocator, OutOfMemory
+from tests.conftest import make_rig
 
 
 def test_order0_allocations_ascend_from_the_lowest_block() -> None:
@@ -49,3 +51,87 @@ def test_higher_order_block_is_naturally_aligned() -> None:
     assert all(not b.is_free(p + i) for i in range(8))
     b.free_pages(p, 3)
     assert all(b.is_free(p + i) for i in range(8))
+
+
+# --- the per-cpu page list (struct per_cpu_pages, Linux 4.x) ----------------------------
+
+@pytest.mark.parametrize("managed, batch, high", [
+    # 4.x zone_batchsize(): min(managed / 1024, 256) / 4, then rounddown_pow_of_two(b + b/2) - 1;
+    # pageset_set_batch(): high = 6 * batch, batch at least 1
+    (262143, 63, 378),  # 1 GiB: 255 / 4 = 63; 94 -> 64 - 1
+    (1 << 20, 63, 378),  # 4 GiB: capped at 1 MiB = 256 pages; 64 -> 96 -> 64 - 1
+    (16383, 3, 18),  # 64 MiB: 15 / 4 = 3; 4 -> 4 - 1
+    (8191, 1, 0),  # 32 MiB: 7 / 4 = 1; 1 -> 1 - 1 = 0: no list (high 0)
+])
+def test_pcp_batch_and_high_follow_zone_batchsize(managed: int, batch: int, high: int) -> None:
+    b = BuddyAllocator(1, managed + 1)
+    assert (b.pcp_batch, b.pcp_high) == (batch, high)
+
+
+def test_rmqueue_bulk_takes_what_rmqueue_smallest_would_one_by_one() -> None:
+    # The reference is alloc_pages(0), __rmqueue_smallest() itself, called
+    # ``count`` times: the same frames in the same order, and free lists equal
+    # down to their LIFO order, after random histories of frees.
+    for seed in range(60):
+        rnd = random.Random(seed)
+        n = rnd.choice([37, 1000, 5000])
+        ref, bulk = BuddyAllocator(1, n), BuddyAllocator(1, n)
+        held: list[int] = []
+        for _ in range(60):
+            if rnd.random() < 0.4 and held:
+                for _ in range(rnd.randint(1, 10)):
+                    if held:
+                        pfn = held.pop(rnd.randrange(len(held)))
+                        ref.free_pages(pfn)
+                        bulk.free_pages(pfn)
+                continue
+            count = rnd.choice([1, 3, 63, 100])
+            want = []
+            for _ in range(count):
+                try:
+                    want.append(ref.alloc_pages(0))
+                except OutOfMemory:
+                    break
+            assert bulk.rmqueue_bulk(count) == len(want)
+            assert bulk.pcp[::-1] == want  # the first taken is the list's head (the end)
+            bulk.pcp.clear()
+            assert [list(a) for a in bulk.free_area] == [list(a) for a in ref.free_area]
+            assert bulk.stats.nr_free_pages == ref.stats.nr_free_pages
+            held += want
+
+
+def test_pcp_frees_the_oldest_batch_at_high_and_reuses_the_newest_first() -> None:
+    b = BuddyAllocator(1, 16384)  # batch 3, high 18
+    assert b.rmqueue_bulk(b.pcp_batch) == 3
+    taken = [b.pcp.pop() for _ in range(3)]
+    assert taken == [1, 2, 3]  # refilled in address order, head first
+    more = [b.alloc_pages(0) for _ in range(17)]
+    free0 = b.stats.nr_free_pages
+    for pfn in taken + more[:14]:  # 17 frees: below high, all stay listed
+        b.free_unref_page(pfn)
+    assert len(b.pcp) == 17 and b.stats.nr_free_pages == free0
+    b.free_unref_page(more[14])  # the 18th reaches high: the 3 oldest go back
+    assert b.pcp[0] == 4 and len(b.pcp) == 15 and b.stats.nr_free_pages == free0 + 3
+    assert all(b.is_free(p) for p in [1, 2, 3, more[14]])
+    assert b.pcp.pop() == more[14]  # the hottest frame comes back first
+    assert b.drain_pages() == 14 and not b.pcp
+    assert b.stats.nr_free_pages == free0 + 17
+
+
+def test_direct_reclaim_drains_the_pcp_list_before_the_oom_killer(tmp_path: Path) -> None:
+    # Frames on the per-cpu list are not in NR_FREE_PAGES: with the zone at its
+    # min watermark and nothing reclaimable, __alloc_pages_direct_reclaim()
+    # drains the list (drain_all_pages) and the allocation succeeds from it.
+    rig = make_rig("x86_64", tmp_path, mem_bytes=64 << 20, swap_bytes=0)
+    kern = rig.kern
+    held = [kern.alloc_page(kind="pgtable") for _ in range(5)]
+    while kern.buddy.stats.nr_free_pages - 1 > kern.wmark.min:
+        kern.buddy.alloc_pages(0)
+    for page in held:
+        kern.put_page(page)  # onto the list: 5 < high, none goes back
+    listed = len(kern.buddy.pcp)
+    assert listed >= 5 and kern.buddy.stats.nr_free_pages - 1 == kern.wmark.min
+    kern.alloc_page(kind="pgtable")
+    assert kern.vmstat.allocstall == 1 and kern.vmstat.oom_kill == 0
+    assert kern.buddy.stats.nr_free_pages == kern.wmark.min + 1 + listed - kern.buddy.pcp_batch
+    assert len(kern.buddy.pcp) == kern.buddy.pcp_batch - 1

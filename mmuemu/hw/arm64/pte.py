@@ -78,6 +78,12 @@ class Arm64Pte(PteFormat):
 
     table_mask = 3
     table_bits = PMD_TYPE_TABLE
+    present_mask = PTE_VALID | PTE_PROT_NONE
+    write_mask = PTE_WRITE
+    special_mask = PTE_SPECIAL
+    write_dirty_set = PTE_WRITE | PTE_DIRTY
+    write_dirty_clear = PTE_RDONLY
+    young_bits = PTE_AF
 
     def table_present(self, entry: int) -> bool:
         return (entry & 3) == PMD_TYPE_TABLE

@@ -68,6 +68,12 @@ class X86_64Pte(PteFormat):
 
     table_mask = _PAGE_PRESENT
     table_bits = _PAGE_PRESENT
+    present_mask = _PAGE_PRESENT | _PAGE_PROTNONE
+    write_mask = _PAGE_RW
+    special_mask = _PAGE_SPECIAL
+    write_dirty_set = _PAGE_RW | _PAGE_DIRTY
+    write_dirty_clear = 0
+    young_bits = _PAGE_ACCESSED
 
     def table_present(self, entry: int) -> bool:
         return bool(entry & _PAGE_PRESENT)
