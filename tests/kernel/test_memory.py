@@ -373,3 +373,26 @@ def test_a_changed_pmd_entry_is_walked_again(rig: KernelRig) -> None:
     assert _fault(rig, addr + PAGE, AccessType.WRITE) == 0
     assert words[(new_table >> 3) + (((addr + PAGE) >> 12) & 0x1FF)] != 0
     assert words[(old_table >> 3) + (((addr + PAGE) >> 12) & 0x1FF)] == 0
+
+
+def test_hiwater_rss_is_recorded_lazily_as_linux_does(rig: KernelRig) -> None:
+    # Linux records the RSS peak only where RSS is about to fall (unmap_region,
+    # zap_page_range, do_exit); readers (VmHWM, ru_maxrss) take the larger of
+    # the record and the current RSS, so they see the peak either way.
+    from mmuemu.kernel.mm_types import get_mm_hiwater_rss, get_mm_rss
+    mm = rig.task.mm
+    base = get_mm_rss(mm)
+    recorded0 = mm.hiwater_rss
+    addr = _anon(rig, 8)
+    for i in range(8):
+        _fault(rig, addr + i * PAGE, AccessType.WRITE)
+    assert mm.hiwater_rss == recorded0  # faults do not touch it
+    assert get_mm_hiwater_rss(mm) == base + 8
+    assert do_munmap(mm, addr + 4 * PAGE, 4 * PAGE) == 0
+    assert mm.hiwater_rss == base + 8  # recorded before the unmap lowered RSS
+    assert get_mm_rss(mm) == base + 4
+    assert get_mm_hiwater_rss(mm) == base + 8
+    more = _anon(rig, 2)  # grows again, but stays below the peak: the record stands
+    for i in range(2):
+        _fault(rig, more + i * PAGE, AccessType.WRITE)
+    assert get_mm_rss(mm) == base + 6 and get_mm_hiwater_rss(mm) == base + 8
