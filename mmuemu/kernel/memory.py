@@ -58,6 +58,8 @@ _RETRY = VmFaultReason.RETRY
 _MAJOR = VmFaultReason.MAJOR
 _ERROR_OR_RETRY = VM_FAULT_ERROR | VmFaultReason.RETRY
 _TRIED = FaultFlag.TRIED
+#: PG_swapcache (PG_owner_priv_1) as a mask
+_PG_SWAPCACHE = 1 << PG.owner_priv_1
 
 
 def vma_is_anonymous(vma: VmAreaStruct) -> bool:
@@ -409,10 +411,10 @@ def do_wp_page(vmf: VmFault) -> int:
     if page.mapping & PAGE_MAPPING_ANON:  # PageAnon()
         # 6.x: reuse when we hold the only reference (folio_ref_count == 1 and
         # not in the swap cache); the page moves to our anon_vma.
-        if page.flags >> PG.owner_priv_1 & 1 and page._mapcount == 0 and page._count == 2:
+        if page.flags & _PG_SWAPCACHE and page._mapcount == 0 and page._count == 2:
             from mmuemu.kernel.swapfile import try_to_free_swap
             try_to_free_swap(kern, page)  # 6.x: drop the swap copy of an exclusive page
-        if page._count == 1 and page._mapcount == 0 and not page.flags >> PG.owner_priv_1 & 1:
+        if page._count == 1 and page._mapcount == 0 and not page.flags & _PG_SWAPCACHE:
             page_move_anon_rmap(page, vma)
             kern.vmstat.cow_reuses += 1
             vmf.kind = _KIND_WP

@@ -356,6 +356,10 @@ class VmAreaStruct:
         return f"<vma {self.vm_start:#x}-{self.vm_end:#x} {int(self.vm_flags):#x}>"
 
 
+#: MmStruct.pte_table_hint when there is none (its key matches no address)
+NO_PTE_TABLE_HINT = (-1, 0, 0, 0)
+
+
 @dataclass(slots=True, eq=False)
 class MmStruct:
     """struct mm_struct: one address space.
@@ -397,10 +401,11 @@ class MmStruct:
     #: ASID (arm64) / PCID (x86-64) given to this address space
     context_id: int = 0
     #: the last PTE table pte_offset_alloc() reached: (addr >> PMD_SHIFT, index
-    #: of the PMD entry's word, the entry). Used only while that word still
-    #: holds that entry; free_pgd_range() drops it. Not kernel state: it spares
-    #: the fault path two table reads when faults come in the same 2 MiB.
-    pte_table_hint: Optional[tuple[int, int, int]] = field(default=None, repr=False)
+    #: of the PMD entry's word, the entry, the table's physical address); -1
+    #: first when there is none. Used only while that word still holds that
+    #: entry; free_pgd_range() drops it. Not kernel state: it spares the fault
+    #: path two table reads when faults come in the same 2 MiB.
+    pte_table_hint: tuple[int, int, int, int] = field(default=NO_PTE_TABLE_HINT, repr=False)
 
     def __post_init__(self) -> None:
         self.mm_rb = VmaTree(stack_guard_gap=self.kernel.config.stack_guard_gap_pages << 12)

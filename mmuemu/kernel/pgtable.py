@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from mmuemu.hw.pte import ADDR_MASK, PteFormat
-from mmuemu.kernel.mm_types import MmStruct, VmAreaStruct
+from mmuemu.kernel.mm_types import NO_PTE_TABLE_HINT, MmStruct, VmAreaStruct
 
 PTRS_PER_TABLE = 512
 PMD_SHIFT = 21
@@ -38,9 +38,9 @@ def pte_offset_alloc(mm: MmStruct, addr: int) -> int:
     """
     kern = mm.kernel
     words = kern.phys.words
-    hint = mm.pte_table_hint
-    if hint is not None and hint[0] == addr >> 21 and words[hint[1]] == hint[2]:
-        return (hint[2] & ADDR_MASK) + (((addr >> 12) & 0x1FF) << 3)
+    key, i, entry, table = mm.pte_table_hint
+    if key == addr >> 21 and words[i] == entry:
+        return table + ((addr >> 9) & 0xFF8)  # + pte_index(addr) * 8
     fmt = kern.fmt
     mask = fmt.table_mask
     bits = fmt.table_bits
@@ -53,8 +53,8 @@ def pte_offset_alloc(mm: MmStruct, addr: int) -> int:
             new = __pte_alloc_one(mm)
             entry = words[i] = fmt.mk_table(new)
         table = entry & ADDR_MASK
-    mm.pte_table_hint = (addr >> 21, i, entry)
-    return table + (((addr >> 12) & 0x1FF) << 3)
+    mm.pte_table_hint = (addr >> 21, i, entry, table)
+    return table + ((addr >> 9) & 0xFF8)
 
 
 def pte_offset_lookup(mm: MmStruct, addr: int) -> int | None:
@@ -164,7 +164,7 @@ def free_pgd_range(mm: MmStruct, start: int, end: int, floor: int, ceiling: int)
     fmt = kern.fmt
     top = ceiling or (1 << 48)
     freed = 0
-    mm.pte_table_hint = None  # the table it names may go
+    mm.pte_table_hint = NO_PTE_TABLE_HINT  # the table it names may go
 
     def walk(table: int, level: int, base: int) -> bool:
         """Free what is empty below ``table``; True if ``table`` is now empty."""

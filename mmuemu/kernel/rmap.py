@@ -101,6 +101,9 @@ def unlink_anon_vmas(vma: VmAreaStruct) -> None:
     vma.anon_vma = None
 
 
+_PG_SWAPBACKED = 1 << PG.swapbacked
+
+
 def linear_page_index(vma: VmAreaStruct, address: int) -> int:
     """linear_page_index(): the page offset ``address`` maps in the VMA's object."""
     return ((address - vma.vm_start) >> 12) + vma.vm_pgoff
@@ -110,12 +113,12 @@ def __page_set_anon_rmap(page: Page, vma: VmAreaStruct, address: int) -> None:
     """__page_set_anon_rmap(): point page->mapping at the anon_vma (tagged)."""
     assert vma.anon_vma is not None
     page.mapping = vma.anon_vma.kaddr | PAGE_MAPPING_ANON
-    page.index = linear_page_index(vma, address)
+    page.index = ((address - vma.vm_start) >> 12) + vma.vm_pgoff  # linear_page_index()
 
 
 def page_add_new_anon_rmap(page: Page, vma: VmAreaStruct, address: int) -> None:
     """page_add_new_anon_rmap(): first mapping of a fresh anonymous page."""
-    page.flags |= 1 << PG.swapbacked  # __SetPageSwapBacked()
+    page.flags |= _PG_SWAPBACKED  # __SetPageSwapBacked()
     page._mapcount = 0
     __page_set_anon_rmap(page, vma, address)
     vma.vm_mm.rss_anon += 1
