@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
+from mmuemu.hw.arm64.pte import PTE_UXN
 from mmuemu.hw.cache import CacheMaintenance
 from mmuemu.kernel.mm_types import (
     PG_dcache_clean, VM, ClearPage, MmStruct, Page, PageAnon, PageTest, SetPage, VmAreaStruct,
@@ -171,7 +172,9 @@ class Arm64CacheFlush(CacheFlushArch):
         non-special PTE whose page lacks PG_dcache_clean gets its page synced."""
         kern = mm.kernel
         fmt = kern.fmt
-        if not fmt.pte_present(pte) or fmt.pte_special(pte) or not fmt.pte_user_exec(pte):
+        # !pte_present() || pte_special() || !pte_user_exec() (PTE_UXN), as masks:
+        # every PTE the fault path writes comes through here
+        if not pte & fmt.present_mask or pte & (fmt.special_mask | PTE_UXN):
             return
         page = kern.pfn_to_page(fmt.pte_pfn(pte))
         if PageTest(page, PG_dcache_clean):

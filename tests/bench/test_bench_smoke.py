@@ -166,8 +166,8 @@ def test_faultpath_times_the_recorder_of_a_traced_run() -> None:
 
 def test_instruction_count_run_counts_the_faults() -> None:
     """bench.instructions' inner run (what valgrind watches): anon_touch N takes
-    at least N faults, traced or not."""
-    for extra in ([], ["--trace"]):
+    at least N faults, traced or not, with the garbage collector on or off."""
+    for extra in ([], ["--trace"], ["--no-gc"]):
         out = subprocess.run([sys.executable, "-m", "bench.instructions", "--one", *extra,
                               "anon_touch", "30"], cwd=REPO, capture_output=True, text=True,
                              timeout=120)

@@ -54,3 +54,13 @@ def test_inline_entry_building_matches_the_pte_helpers(fmt: PteFormat) -> None:
         prot = fmt.protection_map(VmProt(r, w, x, shared))
         for pfn in (1, 0x1234, (1 << 36) - 1):
             assert fmt.pfn_pte(pfn, prot) == pfn << 12 | prot
+
+
+def test_arm64_user_exec_is_the_absence_of_uxn() -> None:
+    # Arm64CacheFlush.sync_icache_dcache tests !pte_user_exec() as pte & PTE_UXN
+    from mmuemu.hw.arm64.pte import PTE_UXN
+    fmt = Arm64Pte()
+    entries = _entries(fmt)
+    assert {fmt.pte_user_exec(e) for e in entries} == {False, True}
+    for e in entries:
+        assert fmt.pte_user_exec(e) == (not e & PTE_UXN), hex(e)
