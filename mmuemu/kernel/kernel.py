@@ -111,7 +111,7 @@ class Kernel:
         when the victim is the current task (or there is none).
         """
         buddy = self.buddy
-        if buddy.stats.nr_free_pages - 1 > self.wmark.low:  # _get_page_from_freelist(low)
+        if buddy.stats.nr_free_pages > self.wmark.low:  # _get_page_from_freelist(low)
             pcp = buddy.pcp  # rmqueue_pcplist(): the list's head
             if not pcp:
                 buddy.rmqueue_bulk(buddy.pcp_batch)
@@ -138,9 +138,9 @@ class Kernel:
 
     def _get_page_from_freelist(self, mark: int) -> int | None:
         """get_page_from_freelist(): a frame if the zone stays above ``mark``
-        (zone_watermark_ok: free - 1 > mark for order 0)."""
+        (zone_watermark_fast() for order 0: free > mark)."""
         buddy = self.buddy
-        if buddy.stats.nr_free_pages - 1 <= mark:
+        if buddy.stats.nr_free_pages <= mark:
             return None
         pcp = buddy.pcp  # rmqueue_pcplist()
         if not pcp and not buddy.rmqueue_bulk(buddy.pcp_batch):
