@@ -3,6 +3,7 @@
     python -m bench.instructions                       # anon_touch 2000, x86-64: fast and traced
     python -m bench.instructions --arch aarch64 cow_fork 512
     python -m bench.instructions --checkout /other/clone   # that clone's mmuemu
+    python -m bench.instructions --whole anon_touch 20000  # the whole emulation loop
 
 Wall time on this 2-core VM spreads 20-70% from run to run (bench/README.md,
 item 5), too much to see a 5% change. This runs the workload in process,
@@ -25,6 +26,14 @@ in or out (seen: 94.7 M and 101.6 M for two versions of arm64
 the collector off). ``--no-gc`` turns the collector off for the counted
 run: the count is then the fault path's own work, the better A/B for a
 change that does not alter what is allocated.
+
+``--whole`` counts the whole emulation instead: everything inside Unicorn's
+run loop (``vm_start_x86_64`` / ``vm_start_aarch64``, entered once per
+``emu_start``), that is the guest's translated code, the fill hook, the
+fault path, the system calls, the tracer and the collector's work done
+there. Start-up, ELF loading and closing the trace are outside it. It is
+what a traced run costs the emulator's own thread, all of it; what the
+writer process does on the other core is in neither count.
 """
 from __future__ import annotations
 
@@ -63,16 +72,24 @@ def one_run(arch: str, program: str, args: list[str], trace: bool, no_gc: bool =
         return int(m.stats()["faults"]["total"])
 
 
+def collected_function(arch: str, whole: bool) -> str:
+    """The function whose calls callgrind counts: the fault hook, or (``whole``)
+    Unicorn's run loop for ``arch``."""
+    return f"vm_start_{arch}" if whole else FAULT_HOOK
+
+
 def counted(arch: str, program: str, args: list[str], trace: bool,
-            checkout: Path = REPO, no_gc: bool = False) -> tuple[int, int]:
-    """(instructions inside the fault hook, faults) of one run under callgrind,
-    with the mmuemu of ``checkout`` (built in place); ``no_gc``: the cyclic
-    garbage collector off during the run."""
+            checkout: Path = REPO, no_gc: bool = False,
+            whole: bool = False) -> tuple[int, int]:
+    """(instructions inside the fault hook, or with ``whole`` inside the whole
+    emulation loop; faults) of one run under callgrind, with the mmuemu of
+    ``checkout`` (built in place); ``no_gc``: the cyclic garbage collector
+    off during the run."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1",
            "PYTHONPATH": str(checkout)}
     # this file run as a script: the module path starts with bench/, then checkout
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-           f"--toggle-collect={FAULT_HOOK}", sys.executable, str(Path(__file__).resolve()),
+           f"--toggle-collect={collected_function(arch, whole)}", sys.executable, str(Path(__file__).resolve()),
            "--one", "--arch", arch, *(["--trace"] if trace else []),
            *(["--no-gc"] if no_gc else []), program, *args]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=checkout, env=env,
@@ -97,6 +114,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--no-gc", action="store_true",
                     help="turn Python's cyclic garbage collector off during the counted runs "
                          "(where its collections land moves with any change)")
+    ap.add_argument("--whole", action="store_true",
+                    help="count the whole emulation loop (vm_start_<arch>: guest code, "
+                         "hooks, fault path, syscalls, tracer), not only the fault hook")
     ap.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("program", nargs="?", default="anon_touch")
@@ -112,14 +132,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     try:
         plain, faults = counted(a.arch, a.program, args, trace=False, checkout=a.checkout,
-                                no_gc=a.no_gc)
+                                no_gc=a.no_gc, whole=a.whole)
         traced, _ = counted(a.arch, a.program, args, trace=True, checkout=a.checkout,
-                            no_gc=a.no_gc)
+                            no_gc=a.no_gc, whole=a.whole)
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         print(f"bench.instructions: {e}", file=sys.stderr)
         return 1
     print(f"{a.program} {' '.join(args)} on {a.arch}, fast mode: instructions inside "
-          f"{FAULT_HOOK} (callgrind), mmuemu of {a.checkout}"
+          f"{collected_function(a.arch, a.whole)} (callgrind), mmuemu of {a.checkout}"
           f"{', garbage collector off' if a.no_gc else ''}")
     print(f"  untraced  {plain:>13,}  {plain / max(faults, 1):>9,.0f} a fault ({faults} faults)")
     print(f"  traced    {traced:>13,}  {traced / max(faults, 1):>9,.0f} a fault  "

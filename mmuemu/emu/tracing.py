@@ -342,7 +342,7 @@ class FaultTracer:
                native.field_addr("fault_vaddr"), native.field_addr("fault_pc"),
                machine.phys.address(), machine.phys.size, batch_bytes,
                FaultTracer.fault.__get__(self), self._drain, ids.ids, ids.new, layout,
-               [None] * 10, self._insn_memo)
+               [None] * 10, self._insn_memo, [None, None])
         #: the instance attribute the kernel's trace.fault(...) finds first
         self.fault = functools.partial(_tracerec.record_fault, ctx)  # type: ignore[method-assign]
         if {"flush.tlb_page", "flush.tlb_range"} <= self.events.kinds \

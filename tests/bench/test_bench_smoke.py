@@ -181,7 +181,8 @@ def test_instruction_count_run_counts_the_faults() -> None:
 def test_instruction_counts_are_repeatable_and_tracing_costs_some() -> None:
     """Under callgrind the same run gives the same count (hash seed fixed), and
     the traced run executes more instructions in the fault hook than the
-    untraced one."""
+    untraced one; the whole emulation loop (``--whole``) holds the fault hook
+    and more."""
     from bench.instructions import counted
     a, faults = counted("x86_64", "anon_touch", ["20"], trace=False)
     b, _ = counted("x86_64", "anon_touch", ["20"], trace=False)
@@ -189,3 +190,25 @@ def test_instruction_counts_are_repeatable_and_tracing_costs_some() -> None:
     assert faults >= 20
     assert abs(a - b) < a // 1000
     assert traced > a
+    whole, whole_faults = counted("x86_64", "anon_touch", ["20"], trace=False, whole=True)
+    assert whole_faults == faults and whole > a
+
+
+def test_trace_split_variants_hand_over_what_they_say() -> None:
+    """bench.tracesplit's variants: ``recorder`` records but sends its writer no
+    batch, ``pipe`` sends every batch to a writer that writes nothing, ``trace``
+    writes every event; the command prints a row for each variant."""
+    from bench.tracesplit import one_run
+    recorder = one_run("recorder", "x86_64", "anon_touch", ["30"])["writer"]
+    pipe = one_run("pipe", "x86_64", "anon_touch", ["30"])["writer"]
+    trace = one_run("trace", "x86_64", "anon_touch", ["30"])["writer"]
+    assert one_run("plain", "x86_64", "anon_touch", ["30"])["writer"] == {}
+    assert recorder["batches"] == 0 and recorder["writer"] == "process"
+    assert pipe["batches"] >= 1 and pipe["events"] == 0
+    assert trace["events"] >= 30
+    out = subprocess.run([sys.executable, "-m", "bench.tracesplit", "--reps", "1",
+                          "anon_touch", "30"], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split()[0] for line in out.stdout.splitlines()[2:]]
+    assert rows == ["plain", "recorder", "pipe", "trace"]

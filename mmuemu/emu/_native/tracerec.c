@@ -46,6 +46,9 @@ enum {
     CTX_IDS_MEMO,    /* list: ID_MEMO_LEN items, see intern_memo() */
     CTX_INSN_MEMO,   /* list: [context_id, pc, instruction text] of the last record; the
                       * tracer sets item 0 to None whenever it drops cached instructions */
+    CTX_KIND_MEMO,   /* list: [the last vmf.kind, its _value_] (enum members are singletons:
+                      * the same object has the same value, and getattr on one is a
+                      * generic attribute lookup, type and instance dict) */
     CTX_N
 };
 
@@ -323,8 +326,11 @@ static int64_t intern_memo(PyObject *memo, int i, PyObject *ids, PyObject *new_o
 
     if (obj == Py_None)
         return 0;
-    if (PyList_GET_ITEM(memo, i) == obj)
-        return (int64_t)PyLong_AsLongLong(PyList_GET_ITEM(memo, 5 + i));
+    if (PyList_GET_ITEM(memo, i) == obj) {
+        uint64_t known; /* a number intern_memo() stored: 1..UINT32_MAX */
+        if (as_u64(PyList_GET_ITEM(memo, 5 + i), &known) == 1 && known <= UINT32_MAX)
+            return (int64_t)known;
+    }
     if ((id = intern_id(ids, new_objs, obj)) < 0 || !(n = PyLong_FromLongLong(id)))
         return -1;
     Py_INCREF(obj);
@@ -340,14 +346,50 @@ static void put(uint8_t **p, const void *v, size_t n)
     *p += n;
 }
 
+/*
+ * Append a record's bytes to the bytearray @buf. PyByteArray_Resize grows
+ * the buffer by an eighth at a time (some sixty reallocs, each a copy, to
+ * fill a batch), and the tracer empties it after every batch, which gives
+ * the memory back. So when the buffer is full, it is resized once to
+ * @reserve bytes (a batch) and its length set back, keeping the room: then
+ * a batch costs one realloc. Only for a buffer nobody holds a view of
+ * (ob_exports), whose data starts at its allocation (ob_start), as
+ * PyByteArray_Resize leaves it. 0 or -1.
+ */
+static int append_bytes(PyObject *buf, const uint8_t *bytes, Py_ssize_t reserve)
+{
+    PyByteArrayObject *ba = (PyByteArrayObject *)buf;
+    Py_ssize_t len = Py_SIZE(buf), need = len + RECORD_SIZE;
+
+    if (need + 1 > ba->ob_alloc) {
+        if (PyByteArray_Resize(buf, need > reserve ? need : reserve) < 0)
+            return -1;
+    }
+    if (ba->ob_exports > 0 || ba->ob_start != ba->ob_bytes || need + 1 > ba->ob_alloc) {
+        if (PyByteArray_Resize(buf, need) < 0) /* the general way */
+            return -1;
+    } else {
+        Py_SET_SIZE(buf, need);
+        ba->ob_bytes[need] = '\0'; /* as PyByteArray_Resize keeps it */
+    }
+    memcpy(PyByteArray_AS_STRING(buf) + len, bytes, RECORD_SIZE);
+    return 0;
+}
+
+/* The room to keep in the record buffer for a batch of @batch bytes (the
+ * drain threshold; a buffer stops growing there), bounded for a huge one */
+static Py_ssize_t batch_reserve(uint64_t batch)
+{
+    return batch < ((uint64_t)1 << 24) ? (Py_ssize_t)batch : (Py_ssize_t)1 << 24;
+}
+
 /* Append @rec to the bytearray @buf, numbering its objects (with @memo,
- * see intern_memo). 0 or -1. */
+ * see intern_memo), keeping room for @reserve bytes. 0 or -1. */
 static int append_record(PyObject *buf, PyObject *ids, PyObject *new_objs, PyObject *memo,
-                         const struct record *rec)
+                         const struct record *rec, Py_ssize_t reserve)
 {
     uint8_t bytes[RECORD_SIZE], *p = bytes, pad = 0;
     uint32_t n[5];
-    Py_ssize_t len;
 
     if (!PyList_CheckExact(memo) || PyList_GET_SIZE(memo) != ID_MEMO_LEN) {
         PyErr_SetString(PyExc_TypeError, "tracerec: bad ids memo");
@@ -372,11 +414,17 @@ static int append_record(PyObject *buf, PyObject *ids, PyObject *new_objs, PyObj
     put(&p, &rec->d, 8);
     put(&p, n, sizeof n);
     put(&p, &rec->prot, 4);
-    len = PyByteArray_GET_SIZE(buf);
-    if (PyByteArray_Resize(buf, len + RECORD_SIZE) < 0)
-        return -1;
-    memcpy(PyByteArray_AS_STRING(buf) + len, bytes, RECORD_SIZE);
-    return 0;
+    return append_bytes(buf, bytes, reserve);
+}
+
+/* PyObject_IsTrue, answered at once for the bools the kernel passes */
+static int truth(PyObject *o)
+{
+    if (o == Py_True)
+        return 1;
+    if (o == Py_False)
+        return 0;
+    return PyObject_IsTrue(o);
 }
 
 /* task.pid as a u32: 1, 0 (slow path), -1 */
@@ -400,7 +448,7 @@ static int record(PyObject *ctx, PyObject *const *a)
              *major = a[5], *signal = a[6], *user = a[7];
     PyObject *kind = NULL, *detail = NULL, *mm = NULL, *tmp = NULL, *key = NULL, *memo;
     PyObject *pl = Py_None, *insn = s_empty; /* borrowed */
-    uint64_t memo_pc;
+    uint64_t memo_pc, batch;
     struct record rec = {.tag = TAG_FAULT};
     const struct slot_ref *L;
     uint64_t sig;
@@ -415,15 +463,29 @@ static int record(PyObject *ctx, PyObject *const *a)
     if (sig > 255)
         return 0;
     rec.signal = (uint8_t)sig;
-    if ((is_user = PyObject_IsTrue(user)) < 0 || (is_major = PyObject_IsTrue(major)) < 0)
+    if ((is_user = truth(user)) < 0 || (is_major = truth(major)) < 0)
         return -1;
     rec.flags = (is_user ? F_USER : 0) | (is_major ? F_MAJOR : 0);
 
     /* the handler's kind value and detail */
     if (!(tmp = get_attr(L, A_VMF_KIND, vmf)))
         return -1;
-    kind = PyObject_GetAttr(tmp, s_value);
-    Py_CLEAR(tmp);
+    memo = PyTuple_GET_ITEM(ctx, CTX_KIND_MEMO);
+    if (!PyList_CheckExact(memo) || PyList_GET_SIZE(memo) != 2) {
+        Py_DECREF(tmp);
+        PyErr_SetString(PyExc_TypeError, "tracerec: bad kind memo");
+        return -1;
+    }
+    if (PyList_GET_ITEM(memo, 0) == tmp) {
+        kind = Py_NewRef(PyList_GET_ITEM(memo, 1));
+        Py_DECREF(tmp);
+    } else if ((kind = PyObject_GetAttr(tmp, s_value)) != NULL) {
+        PyList_SetItem(memo, 0, tmp); /* steals tmp, and a new reference to kind */
+        PyList_SetItem(memo, 1, Py_NewRef(kind));
+    } else {
+        Py_DECREF(tmp);
+    }
+    tmp = NULL;
     if (!kind || !(detail = get_attr(L, A_VMF_DETAIL, vmf)))
         goto out;
     if (detail == Py_None) {
@@ -528,9 +590,10 @@ static int record(PyObject *ctx, PyObject *const *a)
     rec.objs[2] = access;
     rec.objs[3] = insn;
     rec.objs[4] = pl;
-    if (append_record(PyTuple_GET_ITEM(ctx, CTX_PENDING), PyTuple_GET_ITEM(ctx, CTX_IDS),
+    if (ctx_u64(ctx, CTX_BATCH, &batch) ||
+        append_record(PyTuple_GET_ITEM(ctx, CTX_PENDING), PyTuple_GET_ITEM(ctx, CTX_IDS),
                       PyTuple_GET_ITEM(ctx, CTX_NEW), PyTuple_GET_ITEM(ctx, CTX_IDS_MEMO),
-                      &rec) < 0)
+                      &rec, batch_reserve(batch)) < 0)
         goto out;
     ret = 1;
 out:
@@ -666,9 +729,10 @@ static int record_flush_common(PyObject *ctx, PyObject *const *a)
     rec.objs[2] = Py_None;
     rec.objs[3] = Py_None;
     rec.objs[4] = pl;
-    if (append_record(PyTuple_GET_ITEM(ctx, FL_PENDING), PyTuple_GET_ITEM(ctx, FL_IDS),
+    if (ctx_u64(ctx, FL_BATCH, &at) ||
+        append_record(PyTuple_GET_ITEM(ctx, FL_PENDING), PyTuple_GET_ITEM(ctx, FL_IDS),
                       PyTuple_GET_ITEM(ctx, FL_NEW), PyTuple_GET_ITEM(ctx, FL_IDS_MEMO),
-                      &rec) < 0)
+                      &rec, batch_reserve(at)) < 0)
         goto out;
     ret = 1;
 out:
