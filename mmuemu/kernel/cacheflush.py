@@ -58,6 +58,8 @@ HOOKS = ("flush_cache_mm", "flush_cache_dup_mm", "flush_cache_range", "flush_cac
          "flush_dcache_page", "flush_icache_range", "copy_user_highpage",
          "sync_icache_dcache", "flush_aliases")
 PAGE_SIZE = 4096
+#: every page flag but PG_dcache_clean (ClearPage, inline)
+_NOT_DCACHE_CLEAN = ~(1 << PG_dcache_clean)
 
 
 class CacheFlushArch:
@@ -65,11 +67,14 @@ class CacheFlushArch:
 
     ``calls`` counts each hook; ``noops`` counts the calls that issued no
     instruction. ``sync_on_set_pte`` tells ``set_pte_at`` whether to call
-    :meth:`sync_icache_dcache` (arm64's ``__set_pte_at``).
+    :meth:`sync_icache_dcache` (arm64's ``__set_pte_at``), and
+    ``sync_skip_bits`` which PTE bits, besides the format's special bit,
+    tell it not to (arm64: ``PTE_UXN``, the PTE is not user-executable).
     """
 
     name = "generic"
     sync_on_set_pte = False
+    sync_skip_bits = 0
 
     def __init__(self, hw: Optional[CacheMaintenance] = None) -> None:
         self.hw = hw
@@ -125,6 +130,8 @@ class Arm64CacheFlush(CacheFlushArch):
 
     name = "aarch64"
     sync_on_set_pte = True
+    #: !pte_user_exec(): __set_pte_at() does not call __sync_icache_dcache()
+    sync_skip_bits = PTE_UXN
 
     def __init__(self, hw: CacheMaintenance) -> None:
         super().__init__(hw)
@@ -168,15 +175,11 @@ class Arm64CacheFlush(CacheFlushArch):
             self.caches_clean_inval_pou(start, end)
 
     def sync_icache_dcache(self, mm: MmStruct, addr: int, pte: int) -> None:
-        """__set_pte_at() → __sync_icache_dcache(): a present, user-executable,
-        non-special PTE whose page lacks PG_dcache_clean gets its page synced."""
+        """__sync_icache_dcache(): the page of a PTE that __set_pte_at() is
+        about to store, present, user-executable and not special (the caller's
+        test, ``set_pte_at``), is synced unless it is PG_dcache_clean."""
         kern = mm.kernel
-        fmt = kern.fmt
-        # !pte_present() || pte_special() || !pte_user_exec() (PTE_UXN), as masks:
-        # every PTE the fault path writes comes through here
-        if not pte & fmt.present_mask or pte & (fmt.special_mask | PTE_UXN):
-            return
-        page = kern.pfn_to_page(fmt.pte_pfn(pte))
+        page = kern.pfn_to_page(kern.fmt.pte_pfn(pte))
         if PageTest(page, PG_dcache_clean):
             return
         start = page.pfn * PAGE_SIZE  # folio_address(): the linear map
@@ -202,16 +205,29 @@ class Arm64CacheFlush(CacheFlushArch):
         self.caches_clean_inval_pou(start, end)
 
     def copy_user_highpage(self, kern: "Kernel", to: Page, src: Page) -> None:
-        """arch/arm64/mm/copypage.c: copy_highpage() then flush_dcache_page(to)."""
+        """arch/arm64/mm/copypage.c: copy_highpage() then flush_dcache_page(to),
+        here inline (every COW break comes through): count both, clear the
+        copy's PG_dcache_clean. A subclass with its own flush_dcache_page
+        overrides this too."""
         kern.phys.copy_frame(to.pfn, src.pfn)
-        self._noop("copy_user_highpage")
-        self.flush_dcache_page(kern, to)
+        calls, noops = self.calls, self.noops
+        calls["copy_user_highpage"] += 1
+        noops["copy_user_highpage"] += 1
+        calls["flush_dcache_page"] += 1
+        noops["flush_dcache_page"] += 1
+        to.flags &= _NOT_DCACHE_CLEAN
 
 
 class Arm64AliasingDcache(Arm64CacheFlush):
     """arm64 with the what-if aliasing D-cache (``cache.dcache_aliasing``)."""
 
     name = "aarch64+dcache_aliasing"
+
+    def copy_user_highpage(self, kern: "Kernel", to: Page, src: Page) -> None:
+        """copy_highpage() then this class's flush_dcache_page(to)."""
+        kern.phys.copy_frame(to.pfn, src.pfn)
+        self._noop("copy_user_highpage")
+        self.flush_dcache_page(kern, to)
 
     def flush_cache_page(self, vma: VmAreaStruct, addr: int, pfn: int) -> None:
         """Clean and invalidate the user alias of the page (dc civac by line)."""

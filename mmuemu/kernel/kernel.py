@@ -44,9 +44,12 @@ class Kernel:
         #: the architecture's cache-flush hooks (asm/cacheflush.h); the
         #: generic, empty ones unless the machine gives its CPU's
         self.cacheflush = cacheflush if cacheflush is not None else CacheFlushArch()
-        #: set_pte_at()'s arch hook (arm64 __sync_icache_dcache), or None
+        #: set_pte_at()'s arch hook (arm64 __sync_icache_dcache), or None; it is
+        #: called for a present PTE with none of the set_pte_hook_skip bits
+        #: (special, and the arch's: arm64's PTE_UXN), as __set_pte_at() tests
         self.set_pte_hook = self.cacheflush.sync_icache_dcache \
             if self.cacheflush.sync_on_set_pte else None
+        self.set_pte_hook_skip = fmt.special_mask | self.cacheflush.sync_skip_bits
         self.kobj = KObjects()
         self.vmstat = VmStat()
         # pfn 0 stays reserved, as the first frame is on real machines.

@@ -86,12 +86,14 @@ def ptep_get(mm: MmStruct, pte_pa: int) -> int:
 def set_pte_at(mm: MmStruct, addr: int, pte_pa: int, pte: int) -> None:
     """set_pte_at(): store a PTE (no TLB maintenance: callers decide).
 
-    On arm64 a present user-executable PTE first gets its page's I-cache
-    synchronised (__set_pte_at → __sync_icache_dcache; kernel/cacheflush.py).
+    On arm64 a present, user-executable, non-special PTE first gets its
+    page's I-cache synchronised (__set_pte_at → __sync_icache_dcache;
+    kernel/cacheflush.py). The test is __set_pte_at's, here, as masks: every
+    PTE the fault path writes comes through here, and few are executable.
     """
     kern = mm.kernel
     hook = kern.set_pte_hook
-    if hook is not None:
+    if hook is not None and pte & kern.fmt.present_mask and not pte & kern.set_pte_hook_skip:
         hook(mm, addr, pte)
     kern.phys.words[pte_pa >> 3] = pte
 

@@ -57,7 +57,7 @@ def test_inline_entry_building_matches_the_pte_helpers(fmt: PteFormat) -> None:
 
 
 def test_arm64_user_exec_is_the_absence_of_uxn() -> None:
-    # Arm64CacheFlush.sync_icache_dcache tests !pte_user_exec() as pte & PTE_UXN
+    # set_pte_at tests !pte_user_exec() as pte & PTE_UXN (Arm64CacheFlush.sync_skip_bits)
     from mmuemu.hw.arm64.pte import PTE_UXN
     fmt = Arm64Pte()
     entries = _entries(fmt)

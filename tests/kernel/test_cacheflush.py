@@ -7,6 +7,8 @@ pages without PG_dcache_clean are synced. x86-64's hooks are all empty.
 """
 from __future__ import annotations
 
+import itertools
+import random
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from mmuemu._types import Arch
 from mmuemu.config import KernelConfig
 from mmuemu.hw.cache import ARM64_CACHE, X86_CACHE, CacheConfig, CacheMaintenance
 from mmuemu.hw.physmem import PhysMem
+from mmuemu.hw.pte import VmProt
 from mmuemu.kernel.cacheflush import (
     Arm64AliasingDcache, Arm64CacheFlush, X86CacheFlush, cacheflush_for, flush_dcache_page,
 )
@@ -27,7 +30,7 @@ from mmuemu.kernel.mm_types import PG_dcache_clean, PageTest
 from mmuemu.kernel.mmap import (
     MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, do_mmap, do_mprotect, do_munmap,
 )
-from mmuemu.kernel.pgtable import ptep_get, pte_offset_lookup
+from mmuemu.kernel.pgtable import ptep_get, pte_offset_lookup, set_pte_at
 from mmuemu.kernel.sched import TaskStruct
 from mmuemu.kernel.tlbflush import RecordingFlush
 from tests.conftest import FORMATS
@@ -205,3 +208,53 @@ def test_flush_aliases_is_deferred_while_nobody_maps_the_file(tmp_path: Path) ->
     generic_perform_write(kern, f, 0, b"abc")  # the file is not mapped: only marked
     assert kern.cacheflush.calls["flush_aliases"] == 0
     assert _insns(kern) == {} and kern.cacheflush.noops["flush_dcache_page"] == 1
+
+
+def test_arm64_set_pte_at_syncs_only_present_user_executable_non_special_ptes(
+        tmp_path: Path) -> None:
+    """__set_pte_at() calls __sync_icache_dcache() for pte_present() &&
+    pte_user_exec() && !pte_special(); set_pte_at tests it with masks, checked
+    here against the format's named helpers on every kind of entry."""
+    kern, task = _kernel("aarch64", tmp_path)
+    fmt = kern.fmt
+    entries = [0]
+    for r, w, x, shared in itertools.product((False, True), repeat=4):
+        base = fmt.pfn_pte(0x12, fmt.protection_map(VmProt(r, w, x, shared)))
+        entries += [base, fmt.pte_mkspecial(base), fmt.pte_mkdirty(fmt.pte_mkwrite(base)),
+                    fmt.pte_mkold(base)]
+    entries += [fmt.swp_entry_to_pte(1, off) for off in (1, 0x777)]
+    entries += [random.Random(3).getrandbits(64) for _ in range(500)]
+    synced: list[int] = []
+    kern.set_pte_hook = lambda mm, addr, pte: synced.append(pte)
+    pte_pa = 8 * 100  # a word of emulated RAM; what is stored there does not matter
+    for e in entries:
+        set_pte_at(task.mm, 0x400000, pte_pa, e)
+        assert ptep_get(task.mm, pte_pa) == e
+    expected = [e for e in entries
+                if fmt.pte_present(e) and fmt.pte_user_exec(e) and not fmt.pte_special(e)]
+    assert expected and len(expected) < len(entries)  # the sample has both answers
+    assert synced == expected
+
+
+@pytest.mark.parametrize("aliasing", [False, True], ids=["arm64", "aliasing"])
+def test_arm64_copy_user_highpage_copies_then_flushes_the_copy(tmp_path: Path,
+                                                               aliasing: bool) -> None:
+    """copy_user_highpage(): copy_highpage(), then flush_dcache_page(to): the copy
+    loses PG_dcache_clean (its next executable mapping syncs it). With the
+    aliasing D-cache the class's own flush_dcache_page runs instead: the kernel
+    alias is cleaned (dc civac by line) and the page marked clean."""
+    kern, _ = _kernel("aarch64", tmp_path, CacheConfig(dcache_aliasing=aliasing))
+    src, to = kern.alloc_page(), kern.alloc_page()
+    kern.phys.write(src.pfn * PAGE, b"copied" * 100)
+    to.flags |= 1 << PG_dcache_clean
+    cf = kern.cacheflush
+    before = dict(cf.calls)
+    cf.copy_user_highpage(kern, to, src)
+    assert kern.phys.read(to.pfn * PAGE, PAGE) == kern.phys.read(src.pfn * PAGE, PAGE)
+    assert cf.calls["copy_user_highpage"] == before["copy_user_highpage"] + 1
+    assert cf.calls["flush_dcache_page"] == before["flush_dcache_page"] + 1
+    if aliasing:
+        assert _insns(kern).get("dc_civac") == LINES and PageTest(to, PG_dcache_clean)
+    else:
+        assert _insns(kern) == {} and not PageTest(to, PG_dcache_clean)
+        assert cf.noops["flush_dcache_page"] == cf.calls["flush_dcache_page"]
