@@ -136,7 +136,11 @@ def test_runs_are_deterministic_and_strict_clean(arch: str, tmp_path: Path,
                                                  ) -> None:
     """Same binary, args and config: the same output and the same counts, down
     to the instruction (getrandom's bytes, the fork and the abort included).
-    The second run is under --strict, which nothing in it trips."""
+    The second run is under --strict, which nothing in it trips.
+
+    Not Unicorn's TLB fills: QEMU shrinks its soft TLB at a flush after 100 ms
+    of low use, so their number follows the wall clock (qsort_fork 3000 on
+    arm64: 264 fills in 0.1 s, 280 when slowed to 0.36 s)."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first = run_emu(arch, "qsort_fork", ["3000"], tmp_path / "a", capfdbinary)
@@ -144,7 +148,7 @@ def test_runs_are_deterministic_and_strict_clean(arch: str, tmp_path: Path,
     assert first.stats is not None and second.stats is not None
     assert (second.stdout, second.status) == (first.stdout, first.status), second.stderr
     assert b"child killed by signal 6" in first.stdout
-    keys = ["instructions", "syscalls", "faults", "tasks", "tlb_fills", "page_walks", "mm"]
+    keys = ["instructions", "syscalls", "faults", "tasks", "mm"]
     assert {k: second.stats[k] for k in keys} == {k: first.stats[k] for k in keys}
 
 
