@@ -115,7 +115,7 @@ class Kernel:
         """
         buddy = self.buddy
         if buddy.stats.nr_free_pages > self.wmark.low:  # _get_page_from_freelist(low)
-            pcp = buddy.pcp  # rmqueue_pcplist(): the list's head
+            pcp = buddy.pcp  # buddy.rmqueue_pcplist(), inline: every allocation
             if not pcp:
                 buddy.rmqueue_bulk(buddy.pcp_batch)
             pfn = pcp.pop()
@@ -145,10 +145,7 @@ class Kernel:
         buddy = self.buddy
         if buddy.stats.nr_free_pages <= mark:
             return None
-        pcp = buddy.pcp  # rmqueue_pcplist()
-        if not pcp and not buddy.rmqueue_bulk(buddy.pcp_batch):
-            return None
-        return pcp.pop()
+        return buddy.rmqueue_pcplist()
 
     def __alloc_pages_slowpath(self) -> int:
         """__alloc_pages_slowpath(): wake kswapd, dig to min, reclaim, OOM-kill."""
@@ -223,11 +220,7 @@ class Kernel:
         page.mapping = 0
         page.private = 0
         page.kind = "free"
-        buddy = self.buddy  # free_unref_page()
-        pcp = buddy.pcp
-        pcp.append(page.pfn)
-        if len(pcp) >= buddy.pcp_high:
-            buddy.free_pcppages_bulk(buddy.pcp_batch)
+        self.buddy.free_unref_page(page.pfn)
         self.vmstat.pgfree += 1
 
     def new_context_id(self) -> int:

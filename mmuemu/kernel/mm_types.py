@@ -469,7 +469,7 @@ def update_hiwater_rss(mm: MmStruct) -> None:
     where RSS is about to fall (unmap_region, zap_page_range, do_exit), not on
     every fault; a peak that reclaim takes back before then is not recorded,
     as in Linux."""
-    rss = mm.rss_file + mm.rss_anon + mm.rss_shmem
+    rss = get_mm_rss(mm)
     if rss > mm.hiwater_rss:
         mm.hiwater_rss = rss
 

@@ -195,6 +195,14 @@ class BuddyAllocator:
             stats.allocs += n
         return n
 
+    def rmqueue_pcplist(self) -> int | None:
+        """rmqueue_pcplist(): the pcp list's head, refilling an empty list
+        first; None when the buddy lists have no frame either."""
+        pcp = self.pcp
+        if not pcp and not self.rmqueue_bulk(self.pcp_batch):
+            return None
+        return pcp.pop()
+
     def free_pcppages_bulk(self, count: int) -> None:
         """free_pcppages_bulk(): give the ``count`` oldest listed frames (the
         list's tail) back to the buddy lists."""

@@ -153,3 +153,17 @@ def test_order0_watermark_check_is_free_above_mark(tmp_path: Path) -> None:
         kern.buddy.alloc_pages(0)
     kern.alloc_page(kind="pgtable")
     assert kern.vmstat.kswapd_wakeups == 1
+
+
+def test_rmqueue_pcplist_takes_the_head_refills_and_reports_an_empty_zone() -> None:
+    """rmqueue_pcplist(): an empty list is refilled with ``batch`` frames and its
+    head taken; frames freed to the list come back LIFO; with nothing left in
+    the buddy lists either, None."""
+    b = BuddyAllocator(1, 1 + 64)
+    first = b.rmqueue_pcplist()
+    assert first is not None and len(b.pcp) == b.pcp_batch - 1
+    b.free_unref_page(first)
+    assert b.rmqueue_pcplist() == first  # the hot frame, again
+    taken = [b.rmqueue_pcplist() for _ in range(63)]
+    assert None not in taken and len(set(taken) | {first}) == 64
+    assert b.rmqueue_pcplist() is None
