@@ -174,6 +174,19 @@ def profile(workload: workloads_mod.Workload, arch: str, mode: str, tier: str, t
         return rc
 
 
+def variant_order(vs: Sequence[variants_mod.Variant], rep: int) -> list[variants_mod.Variant]:
+    """The order of the variants in repetition ``rep``: as given, then reversed.
+
+    Neighbours stay neighbours (fast runs next to raw and next to trace, the
+    pairs the targets compare), and what runs first after the previous
+    workload alternates, so an effect of the order cancels over two
+    repetitions. The machine's slowdowns come in bursts of seconds
+    (bench/README.md, "How it measures"), which two runs back to back
+    mostly share.
+    """
+    return list(vs) if rep % 2 == 0 else list(reversed(vs))
+
+
 def run_bench(args: argparse.Namespace, tier: str, wls: list[workloads_mod.Workload],
               arches: list[str], vs: list[variants_mod.Variant], argv: Sequence[str]) -> int:
     reps = args.reps or DEFAULT_REPS[tier]
@@ -203,9 +216,7 @@ def run_bench(args: argparse.Namespace, tier: str, wls: list[workloads_mod.Workl
         mmuemu_env = variants_mod.mmuemu_env()
         for rep in range(reps):
             for w, a in plan:
-                # rotate the variant order each repetition so no variant always runs first
-                k = rep % len(vs)
-                for v in vs[k:] + vs[:k]:
+                for v in variant_order(vs, rep):
                     if not avail[v.name].for_arch(a)[0]:
                         continue
                     run_id = f"r{rep}-{w.name}-{a}-{v.name}"

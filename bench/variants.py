@@ -60,7 +60,9 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("qemu", "qemu", "qemu-user (qemu-x86_64 / qemu-aarch64): the user's alternative"),
 )
 BY_NAME: dict[str, Variant] = {v.name: v for v in VARIANTS}
-DEFAULT_VARIANTS = ("raw", "fast", "fast-256", "exact", "trace", "native", "qemu")
+#: the default variants, in their running order: each target's pair (fast and raw,
+#: trace and fast) next to each other (see bench.cli.variant_order)
+DEFAULT_VARIANTS = ("raw", "fast", "trace", "fast-256", "exact", "native", "qemu")
 
 
 @dataclass

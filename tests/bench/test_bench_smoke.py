@@ -116,6 +116,46 @@ def test_paired_ratios_pair_runs_of_the_same_repetition() -> None:
     assert report.paired_ratios(trace, report.Row("x", "x86_64", "raw", "ok")) is None
 
 
+def _timed_row(variant: str, by_rep: dict[int, float]) -> report.Row:
+    row = report.Row("cow_fork", "x86_64", variant, "ok", seconds_by_rep=by_rep)
+    row.seconds = report.Spread.of(list(by_rep.values()))
+    return row
+
+
+def test_the_verdict_is_the_median_ratio_within_repetitions() -> None:
+    """fast costs 1.05x raw. The machine drifts (repetition 2 twice as slow as
+    repetition 0, for both runs), and a second slowdown hits fast's run in
+    repetition 1 alone. The medians come from different repetitions (raw's
+    from 1, fast's from 2): 1.4x. Within each repetition: 1.05, 1.4, 1.05,
+    median 1.05x, which is the verdict's."""
+    raw = _timed_row("raw", {0: 1.0, 1: 1.5, 2: 2.0})
+    fast = _timed_row("fast", {0: 1.05, 1: 2.1, 2: 2.1})
+    fast.ratio_to_raw = fast.seconds.median / raw.seconds.median  # as summarise() does
+    [t] = [t for t in report.check_targets([raw, fast]) if t.target.startswith("fast")]
+    assert t.of_medians == pytest.approx(1.4)
+    assert t.paired is not None and t.paired.n == 3
+    assert t.value == pytest.approx(1.05) and t.verdict == "pass"
+    # two repetitions in common are too few: the ratio of medians decides
+    raw2 = _timed_row("raw", {0: 1.0, 1: 1.0})
+    fast2 = _timed_row("fast", {0: 1.5, 1: 1.5, 2: 0.9})
+    fast2.ratio_to_raw = fast2.seconds.median / raw2.seconds.median
+    [t2] = [t for t in report.check_targets([raw2, fast2]) if t.target.startswith("fast")]
+    assert t2.paired is not None and t2.paired.n == 2
+    assert t2.value == pytest.approx(1.5) and t2.verdict == "FAIL"
+
+
+def test_variant_order_keeps_neighbours_and_alternates_the_first() -> None:
+    from bench.cli import variant_order
+    vs = variants.select(None)
+    names = [v.name for v in vs]
+    # each target's pair is adjacent in the default order
+    assert abs(names.index("raw") - names.index("fast")) == 1
+    assert abs(names.index("trace") - names.index("fast")) == 1
+    assert [v.name for v in variant_order(vs, 0)] == names
+    assert [v.name for v in variant_order(vs, 1)] == names[::-1]
+    assert [v.name for v in variant_order(vs, 2)] == names
+
+
 def test_a_second_run_the_same_day_keeps_the_first(tmp_path: Path) -> None:
     from datetime import datetime, timezone
 
