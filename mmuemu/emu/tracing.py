@@ -80,6 +80,8 @@ _EXIT_OUTCOMES = {"exit": "exit", "signal": "signal"}
 _DISASM_CACHE_MAX = 4096
 #: VMAs whose placement is remembered; past this the memo starts again
 _VMA_MEMO_MAX = 4096
+#: items in the C recorders' memo of the last placement (tracerec.c: VMA_MEMO_LEN)
+_VMA_MEMO_LEN = 10
 _SENTINEL = 0x5A5A_A5A5_5A5A_A5A5
 
 
@@ -279,6 +281,10 @@ class FaultTracer:
         self._insn_memo: list[Any] = [None, None, None]
         #: VMA → (its snapshot, its placement) as last seen
         self._vmas: dict[VmAreaStruct, tuple[VmaSnapshot, Placement]] = {}
+        #: the C recorders' memo of the last placement they found: [VMA, placement,
+        #: the objects its snapshot's fields held] (checked by identity; emptied
+        #: with _vmas, so that no VMA is kept alive)
+        self._vma_memo: list[Any] = [None] * _VMA_MEMO_LEN
         self._exited: set[int] = set()
         #: set by attach(), None before and after close(): see attach()
         self._hot: Optional[_HotState] = None
@@ -342,7 +348,7 @@ class FaultTracer:
                native.field_addr("fault_vaddr"), native.field_addr("fault_pc"),
                machine.phys.address(), machine.phys.size, batch_bytes,
                FaultTracer.fault.__get__(self), self._drain, ids.ids, ids.new, layout,
-               [None] * 10, self._insn_memo, [None, None])
+               [None] * 10, self._insn_memo, [None, None], self._vma_memo)
         #: the instance attribute the kernel's trace.fault(...) finds first
         self.fault = functools.partial(_tracerec.record_fault, ctx)  # type: ignore[method-assign]
         if {"flush.tlb_page", "flush.tlb_range"} <= self.events.kinds \
@@ -350,7 +356,7 @@ class FaultTracer:
             flush_ctx = (self._pending, self._vmas, self._disasm, native.field_addr("insns"),
                          batch_bytes, FaultTracer.tlb_flush.__get__(self), self._drain, machine,
                          ids.ids, ids.new, "page", "range", _FLUSH_KINDS["page"],
-                         _FLUSH_KINDS["range"], layout, [None] * 10)
+                         _FLUSH_KINDS["range"], layout, [None] * 10, self._vma_memo)
             self.tlb_flush = functools.partial(  # type: ignore[method-assign]
                 _tracerec.record_flush, flush_ctx)
 
@@ -369,7 +375,7 @@ class FaultTracer:
             self.__dict__.pop("fault", None)  # the native recorders, if attached
             self.__dict__.pop("tlb_flush", None)
             self._pending.clear()
-            self._vmas.clear()
+            self._forget_placements()
             background, self._background = self._background, None
             sink, self._sink = self._sink, None
             if background is not None:
@@ -431,9 +437,13 @@ class FaultTracer:
             return ent[1]
         return self._new_placement(vma, snap)
 
+    def _forget_placements(self) -> None:
+        self._vmas.clear()
+        self._vma_memo[:] = [None] * _VMA_MEMO_LEN
+
     def _new_placement(self, vma: VmAreaStruct, snap: VmaSnapshot) -> Placement:
         if len(self._vmas) >= _VMA_MEMO_MAX:
-            self._vmas.clear()
+            self._forget_placements()
         pl = vma_placement(snap, self._exe)
         self._vmas[vma] = (snap, pl)
         return pl
@@ -551,7 +561,7 @@ class FaultTracer:
         """An mm syscall returned ``result``; brk is placed by its new break."""
         self._disasm.clear()
         self._insn_memo[0] = None
-        self._vmas.clear()  # VMAs may be gone: do not keep them alive
+        self._forget_placements()  # VMAs may be gone: do not keep them alive
         kind = "mm." + op
         if kind not in self.events.kinds or self._hot is None:
             return

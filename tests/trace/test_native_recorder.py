@@ -132,3 +132,29 @@ def test_dropping_a_cached_instruction_drops_the_recorders_memo(tmp_path: Path) 
         drop()
         assert (mm.context_id, 0x1800) not in tracer._disasm
         assert tracer._insn_memo[0] is None
+
+
+def test_the_placement_memo_keeps_no_vma_alive(tmp_path: Path) -> None:
+    """The C recorders remember the last VMA they placed (checked by the
+    identity of its fields' objects). An mm syscall, which may unmap it, and
+    close() empty that memo with the tracer's own placements, so no VMA
+    outlives its mapping through the tracer."""
+    import gc
+    import weakref
+
+    _, machine = run_traced("x86_64", "anon_touch", ["4"], tmp_path / "t.jsonl", tmp_path)
+    tracer = machine.tracer
+    assert tracer is not None
+    assert tracer._vma_memo == [None] * len(tracer._vma_memo)  # close() emptied it
+
+    class Unmapped:  # stands for a VMA: anything the memo holds must be let go
+        pass
+
+    vma = Unmapped()
+    ref = weakref.ref(vma)
+    tracer._vma_memo[:2] = [vma, ("anon", 0, False, 0)]
+    del vma
+    tracer.mm_op(machine.task, "munmap", 0x1000, 4096, 0, 0, 0)
+    assert tracer._vma_memo == [None] * len(tracer._vma_memo)
+    gc.collect()
+    assert ref() is None

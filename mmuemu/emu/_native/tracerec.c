@@ -49,6 +49,8 @@ enum {
     CTX_KIND_MEMO,   /* list: [the last vmf.kind, its _value_] (enum members are singletons:
                       * the same object has the same value, and getattr on one is a
                       * generic attribute lookup, type and instance dict) */
+    CTX_VMA_MEMO,    /* list: VMA_MEMO_LEN items, see placement(); the tracer sets item 0
+                      * to None when it forgets its placements */
     CTX_N
 };
 
@@ -69,6 +71,7 @@ enum {
     FL_RANGE_NAME,   /* str: "flush.tlb_range" */
     FL_LAYOUT,       /* as CTX_LAYOUT */
     FL_IDS_MEMO,     /* as CTX_IDS_MEMO (a list of its own) */
+    FL_VMA_MEMO,     /* as CTX_VMA_MEMO (the same list) */
     FL_N
 };
 
@@ -145,6 +148,16 @@ static PyObject *get_attr(const struct slot_ref *layout, int a, PyObject *obj)
     return PyObject_GetAttr(obj, s_attr[a]);
 }
 
+/* obj.<attribute a> as a borrowed reference when it is a set __slots__ member of
+ * the layout's class, else NULL (no error set: the caller takes another way) */
+static PyObject *peek_attr(const struct slot_ref *layout, int a, PyObject *obj)
+{
+    const struct slot_ref *ref = &layout[a];
+    if (Py_TYPE(obj) == ref->type && ref->offset >= 0)
+        return *(PyObject **)((char *)obj + ref->offset);
+    return NULL;
+}
+
 /* ctx[i] is (slot_layout(*classes), classes): the layout, its classes kept alive */
 static const struct slot_ref *ctx_layout(PyObject *ctx, int i)
 {
@@ -157,11 +170,28 @@ static const struct slot_ref *ctx_layout(PyObject *ctx, int i)
     return (const struct slot_ref *)PyBytes_AS_STRING(b);
 }
 
+/* as_u64's general case: any int subclass, or one of 2**60 and above */
+static int as_u64_slow(PyObject *o, uint64_t *out)
+{
+    if (!PyLong_Check(o))
+        return 0;
+    if (_PyLong_Sign(o) < 0 || _PyLong_NumBits(o) > 64) {
+        if (PyErr_Occurred())
+            return -1;
+        return 0;
+    }
+    *out = PyLong_AsUnsignedLongLongMask(o);
+    if (*out == (uint64_t)-1 && PyErr_Occurred())
+        return -1;
+    return 1;
+}
+
 /* -1 error, 0 no (or not a 64-bit value: the slow path decides), 1 yes.
  * PyLong_AsUnsignedLongLong goes through _PyLong_AsByteArray for every
  * value above 2**30 (each address here), a third of the record's cost; the
- * sign and bit-count checks make the masking conversion exact. */
-static int as_u64(PyObject *o, uint64_t *out)
+ * sign and bit-count checks make the masking conversion exact. Inline: a
+ * record reads some fifteen ints, nearly all of them below 2**60. */
+static inline int as_u64(PyObject *o, uint64_t *out)
 {
 #if PY_VERSION_HEX < 0x030C0000
     /* CPython 3.11: ob_size is the signed number of 30-bit digits; an int
@@ -183,20 +213,10 @@ static int as_u64(PyObject *o, uint64_t *out)
         }
     }
 #endif
-    if (!PyLong_Check(o))
-        return 0;
-    if (_PyLong_Sign(o) < 0 || _PyLong_NumBits(o) > 64) {
-        if (PyErr_Occurred())
-            return -1;
-        return 0;
-    }
-    *out = PyLong_AsUnsignedLongLongMask(o);
-    if (*out == (uint64_t)-1 && PyErr_Occurred())
-        return -1;
-    return 1;
+    return as_u64_slow(o, out);
 }
 
-static int ctx_u64(PyObject *ctx, int i, uint64_t *out)
+static inline int ctx_u64(PyObject *ctx, int i, uint64_t *out)
 {
     int r = as_u64(PyTuple_GET_ITEM(ctx, i), out);
     if (r == 0 && !PyErr_Occurred())
@@ -236,15 +256,71 @@ static int same_field(const struct slot_ref *L, PyObject *snap, Py_ssize_t i, Py
     return r;
 }
 
+/* What a placement is computed from (FaultTracer's VmaSnapshot, in its order):
+ * the first SNAP_VMA_FIELDS of the VMA, the rest of the mm */
+static const int snap_fields[] = {A_VM_START, A_VM_END, A_VM_FLAGS, A_VM_OPS, A_VM_FILE,
+                                  A_VM_PRIVATE_DATA, A_MM_START_BRK, A_MM_END_DATA};
+#define SNAP_LEN 8
+#define SNAP_VMA_FIELDS 6
+/* the VMA memo: [vma, placement, the snapshot's SNAP_LEN field objects] */
+#define VMA_MEMO_LEN (2 + SNAP_LEN)
+
 /*
- * The remembered placement of @vma for an address @addr (FaultTracer's
- * placement memo, @vmas: VMA -> (snapshot, placement)). Sets *pl (borrowed)
- * to the placement, or leaves it None when @addr is outside @vma. Returns 1
- * done, 0 when the memo has no valid entry (the Python method computes it),
- * -1 on an error.
+ * The memo of the last placement found (@memo, VMA_MEMO_LEN items): its VMA,
+ * the placement and the very objects its fields held. When @vma is that VMA
+ * and each field still holds the same object, the snapshot is equal and so
+ * is the placement, without a dict lookup or a comparison. 1 with *pl set
+ * (borrowed; left None when @addr is outside the VMA), 0 when the memo
+ * does not answer.
  */
-static int placement(const struct slot_ref *L, PyObject *vmas, PyObject *vma, PyObject *mm,
-                     uint64_t addr, PyObject **pl)
+static int placement_memo(const struct slot_ref *L, PyObject *memo, PyObject *vma, PyObject *mm,
+                          uint64_t addr, PyObject **pl)
+{
+    uint64_t start, end;
+
+    if (PyList_GET_ITEM(memo, 0) != vma)
+        return 0;
+    for (int k = 0; k < SNAP_LEN; k++) {
+        PyObject *v = peek_attr(L, snap_fields[k], k < SNAP_VMA_FIELDS ? vma : mm);
+        if (!v || v != PyList_GET_ITEM(memo, 2 + k))
+            return 0;
+    }
+    if (as_u64(PyList_GET_ITEM(memo, 2), &start) != 1 ||
+        as_u64(PyList_GET_ITEM(memo, 3), &end) != 1)
+        return 0;
+    if (start <= addr && addr < end)
+        *pl = PyList_GET_ITEM(memo, 1);
+    return 1;
+}
+
+/* Remember @vma's placement @pl and its fields' objects now in @memo (best
+ * effort: a field that is not a slot member leaves the memo empty) */
+static void placement_remember(const struct slot_ref *L, PyObject *memo, PyObject *vma,
+                               PyObject *mm, PyObject *pl)
+{
+    PyObject *objs[SNAP_LEN];
+    for (int k = 0; k < SNAP_LEN; k++) {
+        if (!(objs[k] = peek_attr(L, snap_fields[k], k < SNAP_VMA_FIELDS ? vma : mm)))
+            return;
+    }
+    /* item 0 last: the memo answers only once it is whole */
+    PyList_SetItem(memo, 0, Py_NewRef(Py_None));
+    PyList_SetItem(memo, 1, Py_NewRef(pl));
+    for (int k = 0; k < SNAP_LEN; k++)
+        PyList_SetItem(memo, 2 + k, Py_NewRef(objs[k]));
+    PyList_SetItem(memo, 0, Py_NewRef(vma));
+}
+
+/*
+ * The remembered placement of @vma for an address @addr: from the memo of
+ * the last one (@memo, see placement_memo), or FaultTracer's placement memo
+ * (@vmas: VMA -> (snapshot, placement)). Sets *pl (borrowed) to the
+ * placement, or leaves it None when @addr is outside @vma. Returns 1 done,
+ * 0 when neither has a valid entry (the Python method computes it), -1 on
+ * an error.
+ */
+static int placement(const struct slot_ref *L, PyObject *vmas, PyObject *memo, PyObject *vma,
+                     PyObject *mm, uint64_t addr, PyObject **pl)
 {
     static const int fields[] = {A_VM_FLAGS, A_VM_OPS, A_VM_FILE, A_VM_PRIVATE_DATA,
                                  A_MM_START_BRK, A_MM_END_DATA};
@@ -252,6 +328,12 @@ static int placement(const struct slot_ref *L, PyObject *vmas, PyObject *vma, Py
     PyObject *ent, *snap;
     int r;
 
+    if (!PyList_CheckExact(memo) || PyList_GET_SIZE(memo) != VMA_MEMO_LEN) {
+        PyErr_SetString(PyExc_TypeError, "tracerec: bad VMA memo");
+        return -1;
+    }
+    if (placement_memo(L, memo, vma, mm, addr, pl))
+        return 1;
     if ((r = attr_u64(L, A_VM_START, vma, &start)) != 1 ||
         (r = attr_u64(L, A_VM_END, vma, &end)) != 1)
         return r;
@@ -276,6 +358,7 @@ static int placement(const struct slot_ref *L, PyObject *vmas, PyObject *vma, Py
             return r;
     }
     *pl = PyTuple_GET_ITEM(ent, 1);
+    placement_remember(L, memo, vma, mm, *pl);
     return 1;
 }
 
@@ -519,7 +602,8 @@ static int record(PyObject *ctx, PyObject *const *a)
 
     /* the VMA's placement, if remembered and still valid */
     if (vma != Py_None) {
-        r = placement(L, PyTuple_GET_ITEM(ctx, CTX_VMAS), vma, mm, rec.addr, &pl);
+        r = placement(L, PyTuple_GET_ITEM(ctx, CTX_VMAS), PyTuple_GET_ITEM(ctx, CTX_VMA_MEMO),
+                      vma, mm, rec.addr, &pl);
         if (r != 1) {
             ret = r;
             goto out;
@@ -709,7 +793,8 @@ static int record_flush_common(PyObject *ctx, PyObject *const *a)
         ret = 0;
         goto out;
     }
-    r = placement(L, PyTuple_GET_ITEM(ctx, FL_VMAS), vma, mm, start, &pl);
+    r = placement(L, PyTuple_GET_ITEM(ctx, FL_VMAS), PyTuple_GET_ITEM(ctx, FL_VMA_MEMO), vma,
+                  mm, start, &pl);
     if (r != 1 || pl == Py_None) {
         ret = r < 0 ? -1 : 0; /* start outside the cached VMA: find_vma() would search */
         goto out;
