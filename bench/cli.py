@@ -32,7 +32,7 @@ from bench.runner import GUEST_ENV, RunRecord, measure
 from bench.workloads import ARCHES, REPO
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_REPS = {"smoke": 1, "quick": 3, "full": 5}
+DEFAULT_REPS = {"smoke": 1, "quick": 3, "full": 7}
 #: per-run limit; a cell (workload, arch, variant) that hits it is not rerun
 DEFAULT_TIMEOUT = {"smoke": 30.0, "quick": 10.0, "full": 30.0}
 
@@ -67,6 +67,7 @@ def machine_info() -> dict[str, Any]:
     except Exception:  # pragma: no cover
         info["mmuemu"] = "?"
     info["mmuemu_path"] = variants_mod.mmuemu_location()
+    info["host_memory"] = host_memory_settings()
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                               capture_output=True, text=True, timeout=10).stdout.strip()
@@ -81,6 +82,38 @@ def machine_info() -> dict[str, Any]:
     except (OSError, subprocess.TimeoutExpired):
         pass
     return info
+
+
+def _selected(path: str) -> Optional[str]:
+    """The bracketed choice of a sysfs setting ("always [madvise] never" -> madvise)."""
+    try:
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    start, end = text.find("["), text.find("]")
+    return text[start + 1:end] if 0 <= start < end else text
+
+
+def host_memory_settings() -> dict[str, Any]:
+    """What decides the cost of the guest RAM's first touch here, and its spread.
+
+    Emulated physical memory is a numpy array, which numpy backs with
+    transparent huge pages where the kernel allows them (madvise mode, unless
+    NUMPY_MADVISE_HUGEPAGE=0). On a VM whose balloon reports free pages
+    (page_reporting_order 9: 2 MiB blocks), a 2 MiB block may have been
+    given back to the host, and its first touch then costs hundreds of host
+    faults: 1.0 to 10.5 us a page copied into fresh memory in one minute on
+    this machine, against 3.2 to 4.0 us with 4 KiB pages (bench/README.md,
+    "Noise"). Recorded so a spread can be read against them.
+    """
+    out: dict[str, Any] = {
+        "thp": _selected("/sys/kernel/mm/transparent_hugepage/enabled"),
+        "thp_defrag": _selected("/sys/kernel/mm/transparent_hugepage/defrag"),
+        "numpy_madvise_hugepage": os.environ.get("NUMPY_MADVISE_HUGEPAGE", "default"),
+    }
+    order = _selected("/sys/module/page_reporting/parameters/page_reporting_order")
+    out["free_page_reporting_order"] = int(order) if order and order.isdigit() else None
+    return out
 
 
 def result_stem(out_dir: Path, now: _dt.datetime, tier: str) -> str:

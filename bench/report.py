@@ -329,6 +329,17 @@ def compact_table(rows: list[Row], labels: dict[str, str]) -> list[str]:
     return out
 
 
+def _host_memory_line(hm: Optional[dict[str, Any]]) -> str:
+    """The host memory settings that set the spread (see bench.cli.host_memory_settings)."""
+    if not hm:
+        return ""
+    order = hm.get("free_page_reporting_order")
+    return (f" Host memory: transparent huge pages {hm.get('thp') or '?'} (defrag "
+            f"{hm.get('thp_defrag') or '?'}), NUMPY_MADVISE_HUGEPAGE "
+            f"{hm.get('numpy_madvise_hugepage')}, free page reporting "
+            + (f"at order {order}." if order is not None else "off or unknown."))
+
+
 def markdown(meta: dict[str, Any], rows: list[Row], targets: list[TargetResult],
              first_touch: list[dict[str, Any]]) -> str:
     m = meta["machine"]
@@ -342,7 +353,8 @@ def markdown(meta: dict[str, Any], rows: list[Row], targets: list[TargetResult],
         + (f" (imported from `{Path(m['mmuemu_path']).parent}`). " if m.get("mmuemu_path") else ". ") +
         f"Repetitions per cell: {meta['reps']}, variants interleaved within each repetition; "
         f"load average {meta['loadavg_start']} at the start, {meta['loadavg_end']} at the end. "
-        f"Command: `{meta['command']}` ({meta['elapsed_seconds']:.0f} s).",
+        f"Command: `{meta['command']}` ({meta['elapsed_seconds']:.0f} s)."
+        + _host_memory_line(m.get("host_memory")),
         "",
         "Time is the median over the repetitions with min–max in parentheses. For mmuemu "
         "it is the emulation wall time (inside the Unicorn loop, from `--stats`; Python "
