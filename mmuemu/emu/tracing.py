@@ -82,6 +82,8 @@ _DISASM_CACHE_MAX = 4096
 _VMA_MEMO_MAX = 4096
 #: items in the C recorders' memo of the last placement (tracerec.c: VMA_MEMO_LEN)
 _VMA_MEMO_LEN = 10
+#: entries in each of the C recorders' memos of recent objects (tracerec.c: MEMO_WAYS)
+_MEMO_WAYS: int = getattr(_tracerec, "MEMO_WAYS", 1)
 _SENTINEL = 0x5A5A_A5A5_5A5A_A5A5
 
 
@@ -276,9 +278,9 @@ class FaultTracer:
         self._all_faults = FAULT_KINDS <= events.kinds
         #: (mm context id, pc) → instruction text
         self._disasm: dict[tuple[int, int], str] = {}
-        #: the C recorder's memo of its last instruction ([context id, pc, text]):
-        #: item 0 is set to None whenever an entry of _disasm is dropped
-        self._insn_memo: list[Any] = [None, None, None]
+        #: the C recorder's memo of recent instructions (_MEMO_WAYS entries [context
+        #: id, pc, text]): see _forget_insn_memo()
+        self._insn_memo: list[Any] = [None, None, None] * _MEMO_WAYS
         #: VMA → (its snapshot, its placement) as last seen
         self._vmas: dict[VmAreaStruct, tuple[VmaSnapshot, Placement]] = {}
         #: the C recorders' memo of the last placement they found: [VMA, placement,
@@ -348,7 +350,8 @@ class FaultTracer:
                native.field_addr("fault_vaddr"), native.field_addr("fault_pc"),
                machine.phys.address(), machine.phys.size, batch_bytes,
                FaultTracer.fault.__get__(self), self._drain, ids.ids, ids.new, layout,
-               [None] * 10, self._insn_memo, [None, None], self._vma_memo)
+               [None] * (10 * _MEMO_WAYS), self._insn_memo, [None, None] * _MEMO_WAYS,
+               self._vma_memo)
         #: the instance attribute the kernel's trace.fault(...) finds first
         self.fault = functools.partial(_tracerec.record_fault, ctx)  # type: ignore[method-assign]
         if {"flush.tlb_page", "flush.tlb_range"} <= self.events.kinds \
@@ -356,7 +359,8 @@ class FaultTracer:
             flush_ctx = (self._pending, self._vmas, self._disasm, native.field_addr("insns"),
                          batch_bytes, FaultTracer.tlb_flush.__get__(self), self._drain, machine,
                          ids.ids, ids.new, "page", "range", _FLUSH_KINDS["page"],
-                         _FLUSH_KINDS["range"], layout, [None] * 10, self._vma_memo)
+                         _FLUSH_KINDS["range"], layout, [None] * (10 * _MEMO_WAYS),
+                         self._vma_memo)
             self.tlb_flush = functools.partial(  # type: ignore[method-assign]
                 _tracerec.record_flush, flush_ctx)
 
@@ -437,6 +441,11 @@ class FaultTracer:
             return ent[1]
         return self._new_placement(vma, snap)
 
+    def _forget_insn_memo(self) -> None:
+        """Make the C recorder's memo of instructions answer nothing (an entry of
+        _disasm was dropped: the instruction there may have changed)."""
+        self._insn_memo[0::3] = [None] * (len(self._insn_memo) // 3)
+
     def _forget_placements(self) -> None:
         self._vmas.clear()
         self._vma_memo[:] = [None] * _VMA_MEMO_LEN
@@ -500,7 +509,7 @@ class FaultTracer:
                 text = f"{mnemonic} {op_str}".strip()
             if len(self._disasm) >= _DISASM_CACHE_MAX:
                 self._disasm.clear()
-                self._insn_memo[0] = None
+                self._forget_insn_memo()
             self._disasm[key] = text
         return text
 
@@ -560,7 +569,7 @@ class FaultTracer:
               flags: int, result: int) -> None:
         """An mm syscall returned ``result``; brk is placed by its new break."""
         self._disasm.clear()
-        self._insn_memo[0] = None
+        self._forget_insn_memo()
         self._forget_placements()  # VMAs may be gone: do not keep them alive
         kind = "mm." + op
         if kind not in self.events.kinds or self._hot is None:
@@ -583,12 +592,12 @@ class FaultTracer:
         disasm = self._disasm
         if kind == "mm":
             disasm.clear()
-            self._insn_memo[0] = None
+            self._forget_insn_memo()
         elif kind != "icache" and disasm:
             cid = mm.context_id
             for key in [k for k in disasm if k[0] == cid and start <= k[1] < end]:
                 del disasm[key]
-                self._insn_memo[0] = None
+                self._forget_insn_memo()
         hot = self._hot
         name = _FLUSH_KINDS.get(kind, "flush.tlb_mm")
         if hot is None or name not in self.events.kinds:

@@ -44,9 +44,11 @@ enum {
     CTX_NEW,         /* list: objects numbered since the last batch (Interner.new) */
     CTX_LAYOUT,      /* (bytes, classes): slot_layout(*classes), the kernel's classes */
     CTX_IDS_MEMO,    /* list: ID_MEMO_LEN items, see intern_memo() */
-    CTX_INSN_MEMO,   /* list: [context_id, pc, instruction text] of the last record; the
-                      * tracer sets item 0 to None whenever it drops cached instructions */
-    CTX_KIND_MEMO,   /* list: [the last vmf.kind, its _value_] (enum members are singletons:
+    CTX_INSN_MEMO,   /* list: MEMO_WAYS entries [context_id, pc, instruction text] of recent
+                      * records; the tracer sets each entry's context id to None whenever
+                      * it drops cached instructions */
+    CTX_KIND_MEMO,   /* list: MEMO_WAYS entries [a recent vmf.kind, its _value_] (enum
+                      * members are singletons:
                       * the same object has the same value, and getattr on one is a
                       * generic attribute lookup, type and instance dict) */
     CTX_VMA_MEMO,    /* list: VMA_MEMO_LEN items, see placement(); the tracer sets item 0
@@ -393,32 +395,55 @@ static int64_t intern_id(PyObject *ids, PyObject *new_objs, PyObject *obj)
 }
 
 /*
- * intern_id() with a memo of the last record's objects: @memo is a list of
- * ID_MEMO_LEN items, the objects of the last record (by position) and then
- * their numbers. Consecutive faults mostly name the same kind, outcome,
- * access, instruction and placement, so the dict lookups are skipped for
- * the very same objects. The memo holds references, so an object found
- * there by identity is alive and is the one numbered.
+ * The memos below keep the last MEMO_WAYS distinct entries of @width items
+ * each, most recent first, in one list from item @base: a fault and the one
+ * after it often alternate between two of each (a read fault then a write
+ * fault on the same page, at two instructions). Make room at way 0: every
+ * entry moves one way down, the last is dropped.
  */
-#define ID_MEMO_LEN 10
+#define MEMO_WAYS 2
+static void memo_shift(PyObject *memo, Py_ssize_t base, int width)
+{
+    for (int w = MEMO_WAYS - 1; w > 0; w--) {
+        for (int k = 0; k < width; k++) {
+            PyObject *v = PyList_GET_ITEM(memo, base + (Py_ssize_t)(w - 1) * width + k);
+            PyList_SetItem(memo, base + (Py_ssize_t)w * width + k, Py_NewRef(v));
+        }
+    }
+}
+
+/*
+ * intern_id() with a memo of the recent records' objects: @memo is a list of
+ * ID_MEMO_LEN items, for each position of a record (kind, detail, access,
+ * instruction, placement) MEMO_WAYS entries (object, its number).
+ * Consecutive faults mostly name the same kind, outcome, access,
+ * instruction and placement, so the dict lookups are skipped for the very
+ * same objects. The memo holds references, so an object found there by
+ * identity is alive and is the one numbered.
+ */
+#define ID_MEMO_LEN (5 * MEMO_WAYS * 2)
 static int64_t intern_memo(PyObject *memo, int i, PyObject *ids, PyObject *new_objs,
                            PyObject *obj)
 {
+    Py_ssize_t base = (Py_ssize_t)i * MEMO_WAYS * 2;
     int64_t id;
     PyObject *n;
 
     if (obj == Py_None)
         return 0;
-    if (PyList_GET_ITEM(memo, i) == obj) {
-        uint64_t known; /* a number intern_memo() stored: 1..UINT32_MAX */
-        if (as_u64(PyList_GET_ITEM(memo, 5 + i), &known) == 1 && known <= UINT32_MAX)
-            return (int64_t)known;
+    for (int w = 0; w < MEMO_WAYS; w++) {
+        if (PyList_GET_ITEM(memo, base + 2 * w) == obj) {
+            uint64_t known; /* a number intern_memo() stored: 1..UINT32_MAX */
+            if (as_u64(PyList_GET_ITEM(memo, base + 2 * w + 1), &known) == 1 &&
+                known <= UINT32_MAX)
+                return (int64_t)known;
+        }
     }
     if ((id = intern_id(ids, new_objs, obj)) < 0 || !(n = PyLong_FromLongLong(id)))
         return -1;
-    Py_INCREF(obj);
-    PyList_SetItem(memo, i, obj); /* steal both; the old items are released */
-    PyList_SetItem(memo, 5 + i, n);
+    memo_shift(memo, base, 2);
+    PyList_SetItem(memo, base, Py_NewRef(obj)); /* the old items are released */
+    PyList_SetItem(memo, base + 1, n);
     return id;
 }
 
@@ -554,15 +579,19 @@ static int record(PyObject *ctx, PyObject *const *a)
     if (!(tmp = get_attr(L, A_VMF_KIND, vmf)))
         return -1;
     memo = PyTuple_GET_ITEM(ctx, CTX_KIND_MEMO);
-    if (!PyList_CheckExact(memo) || PyList_GET_SIZE(memo) != 2) {
+    if (!PyList_CheckExact(memo) || PyList_GET_SIZE(memo) != 2 * MEMO_WAYS) {
         Py_DECREF(tmp);
         PyErr_SetString(PyExc_TypeError, "tracerec: bad kind memo");
         return -1;
     }
-    if (PyList_GET_ITEM(memo, 0) == tmp) {
-        kind = Py_NewRef(PyList_GET_ITEM(memo, 1));
+    for (int w = 0; w < MEMO_WAYS && !kind; w++) {
+        if (PyList_GET_ITEM(memo, 2 * w) == tmp)
+            kind = Py_NewRef(PyList_GET_ITEM(memo, 2 * w + 1));
+    }
+    if (kind) {
         Py_DECREF(tmp);
     } else if ((kind = PyObject_GetAttr(tmp, s_value)) != NULL) {
+        memo_shift(memo, 0, 2);
         PyList_SetItem(memo, 0, tmp); /* steals tmp, and a new reference to kind */
         PyList_SetItem(memo, 1, Py_NewRef(kind));
     } else {
@@ -624,17 +653,23 @@ static int record(PyObject *ctx, PyObject *const *a)
         rec.flags |= F_PC;
         if (!(cid = get_attr(L, A_MM_CONTEXT_ID, mm)))
             goto out;
-        /* the last record's instruction, for the same address space and pc,
+        /* a recent record's instruction, for the same address space and pc,
          * while the tracer has dropped no cached instruction since */
         memo = PyTuple_GET_ITEM(ctx, CTX_INSN_MEMO);
-        if (!PyList_CheckExact(memo) || PyList_GET_SIZE(memo) != 3) {
+        if (!PyList_CheckExact(memo) || PyList_GET_SIZE(memo) != 3 * MEMO_WAYS) {
             Py_DECREF(cid);
             PyErr_SetString(PyExc_TypeError, "tracerec: bad instruction memo");
             goto out;
         }
-        if (PyList_GET_ITEM(memo, 0) == cid &&
-            as_u64(PyList_GET_ITEM(memo, 1), &memo_pc) == 1 && memo_pc == rec.a) {
-            insn = PyList_GET_ITEM(memo, 2);
+        insn = NULL;
+        for (int w = 0; w < MEMO_WAYS; w++) {
+            if (PyList_GET_ITEM(memo, 3 * w) == cid &&
+                as_u64(PyList_GET_ITEM(memo, 3 * w + 1), &memo_pc) == 1 && memo_pc == rec.a) {
+                insn = PyList_GET_ITEM(memo, 3 * w + 2);
+                break;
+            }
+        }
+        if (insn) {
             Py_DECREF(cid);
         } else {
             pc = PyLong_FromUnsignedLongLong(rec.a);
@@ -653,6 +688,7 @@ static int record(PyObject *ctx, PyObject *const *a)
                 goto out;
             }
             Py_INCREF(insn);
+            memo_shift(memo, 0, 3);
             PyList_SetItem(memo, 0, cid); /* steals cid, pc and insn */
             PyList_SetItem(memo, 1, pc);
             PyList_SetItem(memo, 2, insn);
@@ -941,7 +977,8 @@ PyMODINIT_FUNC PyInit__tracerec(void)
             return NULL;
     }
     m = PyModule_Create(&tracerec_module);
-    if (m && PyModule_AddIntConstant(m, "RECORD_SIZE", RECORD_SIZE) < 0) {
+    if (m && (PyModule_AddIntConstant(m, "RECORD_SIZE", RECORD_SIZE) < 0 ||
+              PyModule_AddIntConstant(m, "MEMO_WAYS", MEMO_WAYS) < 0)) {
         Py_DECREF(m);
         return NULL;
     }
