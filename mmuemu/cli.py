@@ -9,6 +9,7 @@ or input, the guest's own status otherwise (128+signal when it dies of one).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -222,6 +223,25 @@ def summary(stats: dict[str, Any], argv: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_frozen(machine: Any) -> Any:
+    """``machine.run()`` with the objects made before it out of the collector's way.
+
+    What exists when the run starts (the modules, the machine, the kernel
+    model's set-up) lives as long as the run. Left in the collector's young
+    generations, it is walked again by the first middle-generation
+    collections of the run: about 4 ms of a ``cow_fork 8192`` run in two
+    collections, against 1 ms in one with the objects frozen
+    (``gc.freeze()``; bench/README.md, item 9). They are unfrozen afterwards,
+    so a caller that goes on (a test calling ``main``) gets its collector back
+    as it was.
+    """
+    gc.freeze()
+    try:
+        return machine.run()
+    finally:
+        gc.unfreeze()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``mmuemu run``."""
     if args.mem < MIN_MEM_BYTES or args.mem % 4096:
@@ -273,7 +293,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         machine = Machine(args.binary, list(args.guest_args), kconfig, rconfig,
                           expect_arch=Arch(args.arch) if args.arch else None, tracer=tracer,
                           profile=args.profile, tlb_overrides=args.tlb)
-        result = machine.run()
+        result = run_frozen(machine)
     except MachineError as e:
         print(f"mmuemu: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -134,3 +134,27 @@ def test_out_of_emulated_memory_is_an_oom_kill(tmp_path: Path, mode: str) -> Non
     assert len(lines) == 2 and "Traceback" not in p.stderr
     assert lines[0].startswith("anon_touch invoked oom-killer: ")
     assert lines[1].startswith("Out of memory: Killed process 1 (anon_touch) total-vm:")
+
+def test_run_freezes_what_exists_before_the_run_and_unfreezes_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mmuemu run`` keeps the set-up's objects out of the collector's young
+    generations while the guest runs (gc.freeze), and gives the collector
+    back as it was when it returns."""
+    import gc
+
+    from mmuemu import cli
+    from mmuemu.emu.machine import Machine
+
+    frozen_during: list[int] = []
+    run = Machine.run
+
+    def watching(self: Machine) -> object:
+        frozen_during.append(gc.get_freeze_count())
+        return run(self)
+
+    monkeypatch.setattr(Machine, "run", watching)
+    before = gc.get_freeze_count()
+    assert cli.main(["run", "-q", "--root", str(tmp_path),
+                     str(GUEST_BIN / "x86_64" / "hello")]) == 0
+    assert len(frozen_during) == 1 and frozen_during[0] > before
+    assert gc.get_freeze_count() == before
