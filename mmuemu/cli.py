@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from mmuemu import __version__
 from mmuemu._types import Arch
@@ -25,6 +25,9 @@ from mmuemu.trace.cli import (
     add_run_trace_options, add_trace_commands, run_trace_command, start_trace_writer,
     tracer_from_args,
 )
+
+if TYPE_CHECKING:
+    from mmuemu.emu.machine import Machine, RunResult
 
 EXIT_USAGE = 2
 
@@ -223,7 +226,7 @@ def summary(stats: dict[str, Any], argv: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_frozen(machine: Any) -> Any:
+def run_frozen(machine: "Machine") -> "RunResult":
     """``machine.run()`` with the objects made before it out of the collector's way.
 
     What exists when the run starts (the modules, the machine, the kernel

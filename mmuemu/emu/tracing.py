@@ -80,9 +80,9 @@ _EXIT_OUTCOMES = {"exit": "exit", "signal": "signal"}
 _DISASM_CACHE_MAX = 4096
 #: VMAs whose placement is remembered; past this the memo starts again
 _VMA_MEMO_MAX = 4096
-#: items in the C recorders' memo of the last placement (tracerec.c: VMA_MEMO_LEN)
-_VMA_MEMO_LEN = 10
-#: entries in each of the C recorders' memos of recent objects (tracerec.c: MEMO_WAYS)
+#: items in the C recorders' memo of the last placement, and entries in each of
+#: their memos of recent objects (tracerec.c: VMA_MEMO_LEN, MEMO_WAYS)
+_VMA_MEMO_LEN: int = getattr(_tracerec, "VMA_MEMO_LEN", 0)
 _MEMO_WAYS: int = getattr(_tracerec, "MEMO_WAYS", 1)
 _SENTINEL = 0x5A5A_A5A5_5A5A_A5A5
 
@@ -339,7 +339,8 @@ class FaultTracer:
         :meth:`tlb_flush`), so the records are the same either way."""
         if _tracerec is None or machine.exact is not None or machine.raw_mode \
                 or not self._all_faults or type(self).fault is not FaultTracer.fault \
-                or getattr(_tracerec, "RECORD_SIZE", None) != RECORD.size:
+                or getattr(_tracerec, "RECORD_SIZE", None) != RECORD.size \
+                or not _VMA_MEMO_LEN:
             return  # (a subclass's own fault() must see every fault; a stale build)
         native = machine.native
         native.capture_fault_pc(machine.uc, machine.regs[machine.spec.pc_reg])

@@ -48,9 +48,9 @@ enum {
                       * records; the tracer sets each entry's context id to None whenever
                       * it drops cached instructions */
     CTX_KIND_MEMO,   /* list: MEMO_WAYS entries [a recent vmf.kind, its _value_] (enum
-                      * members are singletons:
-                      * the same object has the same value, and getattr on one is a
-                      * generic attribute lookup, type and instance dict) */
+                      * members are singletons: the same object has the same value, and
+                      * getattr on one is a generic attribute lookup, type and instance
+                      * dict) */
     CTX_VMA_MEMO,    /* list: VMA_MEMO_LEN items, see placement(); the tracer sets item 0
                       * to None when it forgets its placements */
     CTX_N
@@ -324,8 +324,6 @@ static void placement_remember(const struct slot_ref *L, PyObject *memo, PyObjec
 static int placement(const struct slot_ref *L, PyObject *vmas, PyObject *memo, PyObject *vma,
                      PyObject *mm, uint64_t addr, PyObject **pl)
 {
-    static const int fields[] = {A_VM_FLAGS, A_VM_OPS, A_VM_FILE, A_VM_PRIVATE_DATA,
-                                 A_MM_START_BRK, A_MM_END_DATA};
     uint64_t start, end, snap_start, snap_end;
     PyObject *ent, *snap;
     int r;
@@ -345,17 +343,16 @@ static int placement(const struct slot_ref *L, PyObject *vmas, PyObject *memo, P
     if (!ent)
         return PyErr_Occurred() ? -1 : 0;
     if (!PyTuple_Check(ent) || PyTuple_GET_SIZE(ent) != 2 ||
-        !PyTuple_Check(snap = PyTuple_GET_ITEM(ent, 0)) || PyTuple_GET_SIZE(snap) != 8)
+        !PyTuple_Check(snap = PyTuple_GET_ITEM(ent, 0)) || PyTuple_GET_SIZE(snap) != SNAP_LEN)
         return 0;
-    /* snapshot: vm_start, vm_end, vm_flags, vm_ops, vm_file, vm_private_data,
-     * mm.start_brk, mm.end_data */
+    /* snapshot: the snap_fields, vm_start and vm_end first */
     if ((r = as_u64(PyTuple_GET_ITEM(snap, 0), &snap_start)) != 1 ||
         (r = as_u64(PyTuple_GET_ITEM(snap, 1), &snap_end)) != 1)
         return r;
     if (snap_start != start || snap_end != end)
         return 0;
-    for (Py_ssize_t i = 2; i < 8; i++) {
-        r = same_field(L, snap, i, i < 6 ? vma : mm, fields[i - 2]);
+    for (Py_ssize_t i = 2; i < SNAP_LEN; i++) {
+        r = same_field(L, snap, i, i < SNAP_VMA_FIELDS ? vma : mm, snap_fields[i]);
         if (r != 1)
             return r;
     }
@@ -978,7 +975,8 @@ PyMODINIT_FUNC PyInit__tracerec(void)
     }
     m = PyModule_Create(&tracerec_module);
     if (m && (PyModule_AddIntConstant(m, "RECORD_SIZE", RECORD_SIZE) < 0 ||
-              PyModule_AddIntConstant(m, "MEMO_WAYS", MEMO_WAYS) < 0)) {
+              PyModule_AddIntConstant(m, "MEMO_WAYS", MEMO_WAYS) < 0 ||
+              PyModule_AddIntConstant(m, "VMA_MEMO_LEN", VMA_MEMO_LEN) < 0)) {
         Py_DECREF(m);
         return NULL;
     }
