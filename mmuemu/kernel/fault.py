@@ -60,6 +60,7 @@ class FaultOutcome:
 #: the FAULT_FLAG_* bits every user fault starts with (do_user_addr_fault)
 _DEFAULT_FLAGS = FaultFlag.ALLOW_RETRY | FaultFlag.KILLABLE
 _MAJOR = VmFaultReason.MAJOR
+_USER = FaultFlag.USER
 
 #: per access type (keyed by its value): the vm_flags of which one must be set,
 #: and the FAULT_FLAG_* bits of the fault (the defaults and what the access
@@ -101,7 +102,7 @@ def __do_user_addr_fault(task: TaskStruct, address: int, access: AccessType,
     if not vma.vm_flags & need:  # access_error()
         return FaultOutcome(SIGSEGV, SEGV_ACCERR, None, False, vma)
     if user:
-        flags |= FaultFlag.USER
+        flags |= _USER
     ret, vmf = handle_mm_fault(vma, address, flags, task.counts)
     kind = vmf.kind
     if ret & VM_FAULT_ERROR:

@@ -110,7 +110,7 @@ def ptep_clear_flush(vma: VmAreaStruct, addr: int, pte_pa: int) -> int:
     words = kern.phys.words
     old = words[pte_pa >> 3]  # ptep_get()
     words[pte_pa >> 3] = 0  # pte_clear()
-    if kern.fmt.pte_present(old):
+    if old & kern.fmt.present_mask:  # pte_present()
         kern.tlb.flush_tlb_page(mm, addr)
     return old
 
