@@ -96,6 +96,44 @@ def test_batches_arrive_in_order_and_finish_reports(tmp_path: Path) -> None:
     assert w.close() == info  # idempotent
 
 
+class _SchedulingSink:
+    """Reports how the child's threads are scheduled: (policy, nice) of each."""
+
+    def __init__(self, setup: Any) -> None:
+        pass
+
+    def consume(self, batch: list[Any]) -> None:
+        pass
+
+    def finish(self) -> dict[str, Any]:
+        import os
+        threads = []
+        for tid in sorted(os.listdir("/proc/self/task")):
+            # /proc/<pid>/task/<tid>/stat: fields 19 (nice) and 41 (policy),
+            # counted after the ")" that ends the command name
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            threads.append((int(fields[38]), int(fields[16])))
+        return {"events": 0, "threads": threads}
+
+    def abandon(self) -> None:
+        pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_IDLE and /proc: Linux")
+def test_the_writer_process_runs_only_where_the_emulator_leaves_a_cpu_idle(
+        tmp_path: Path) -> None:
+    """The child and its reader thread are SCHED_IDLE, the emulator is not:
+    at normal priority the child preempted the emulator (bench/README.md)."""
+    import os
+    w = BackgroundWriter(_SchedulingSink)
+    w.start(None)
+    w.send([1])
+    threads = w.close()["threads"]
+    assert len(threads) == 2  # the main thread and the reader thread
+    assert all(policy == os.SCHED_IDLE for policy, _ in threads), threads
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE
+
+
 def test_a_failing_sink_is_one_line_at_close(tmp_path: Path) -> None:
     log = tmp_path / "log"
     w = BackgroundWriter(_RecordingSink)
