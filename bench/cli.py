@@ -141,10 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     tier.add_argument("--quick", dest="tier", action="store_const", const="quick",
                       help="smaller workloads, 3 repetitions (about 2 minutes)")
     tier.add_argument("--full", dest="tier", action="store_const", const="full",
-                      help="full-size workloads, 5 repetitions (the default)")
+                      help=f"full-size workloads, {DEFAULT_REPS['full']} repetitions (the default)")
     tier.add_argument("--tier", choices=workloads_mod.TIERS, help=argparse.SUPPRESS)
     p.add_argument("--reps", type=int, metavar="N",
-                   help="repetitions per cell (default: 3 quick, 5 full)")
+                   help=f"repetitions per cell (default: {DEFAULT_REPS['quick']} quick, "
+                        f"{DEFAULT_REPS['full']} full)")
     p.add_argument("--workloads", metavar="LIST",
                    help="comma list of workload names or kinds (tlb, fault, file, cow, "
                         "compute); default all")

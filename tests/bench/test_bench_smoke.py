@@ -116,6 +116,19 @@ def test_paired_ratios_pair_runs_of_the_same_repetition() -> None:
     assert report.paired_ratios(trace, report.Row("x", "x86_64", "raw", "ok")) is None
 
 
+def test_the_ratio_of_minimums_compares_runs_at_the_same_unicorn_speed() -> None:
+    """Each run lands at Unicorn's fast speed (1 s for raw, 1.1 s for fast)
+    or twice that, independently: the pairs and the medians mix the two
+    speeds, the fastest runs do not."""
+    raw = _timed_row("raw", {0: 1.0, 1: 2.0, 2: 2.0, 3: 1.0})
+    fast = _timed_row("fast", {0: 2.2, 1: 1.1, 2: 2.2, 3: 2.2})
+    fast.ratio_to_raw = fast.seconds.median / raw.seconds.median
+    [t] = [t for t in report.check_targets([raw, fast]) if t.target.startswith("fast")]
+    assert t.of_minimums == pytest.approx(1.1)
+    assert t.paired is not None and t.paired.median == pytest.approx(1.65)  # 2.2, 0.55, 1.1, 2.2
+    assert report.ratio_of_minimums(fast, report.Row("x", "x86_64", "raw", "ok")) is None
+
+
 def _timed_row(variant: str, by_rep: dict[int, float]) -> report.Row:
     row = report.Row("cow_fork", "x86_64", variant, "ok", seconds_by_rep=by_rep)
     row.seconds = report.Spread.of(list(by_rep.values()))
