@@ -204,7 +204,7 @@ class TargetResult:
     #: the median time of the variant over the median time of the one it is compared with
     of_medians: Optional[float] = None
     #: the variant's fastest run over the fastest run of the one it is compared with:
-    #: Unicorn runs the same code at one of two speeds, picked per instance (bench
+    #: Unicorn runs the same code at different speeds from instance to instance (bench
     #: README, item 5), and the fastest runs of each are the ones at the same speed
     of_minimums: Optional[float] = None
 
@@ -427,8 +427,8 @@ def markdown(meta: dict[str, Any], rows: list[Row], targets: list[TargetResult],
               "back to back), median (min–max); its median is the verdict's measure when "
               f"at least {MIN_PAIRED} repetitions have both runs. Of medians: the median "
               "time of one over the median time of the other. Of minimums: the fastest run "
-              "of one over the fastest of the other (Unicorn runs the same code at one of "
-              "two speeds, picked per instance: bench/README.md, item 5).",
+              "of one over the fastest of the other (Unicorn runs the same code at "
+              "different speeds from one instance to the next: bench/README.md, item 5).",
               "",
               "| target | workload | arch | per repetition | of medians | of minimums | verdict |",
               "|---|---|---|---|---|---|---|"]
