@@ -4,7 +4,7 @@
     python -m bench.faultpath --arch aarch64 --prefault anon_touch 20000
 
 Each run builds a :class:`~mmuemu.emu.machine.Machine` and times
-``do_user_addr_fault`` (the whole Python fault path), ``PhysMem.zero_frame``
+``user_addr_fault`` (the whole Python fault path), ``PhysMem.zero_frame``
 and ``PhysMem.copy_frame`` (clear_page / copy_page, which carry the host's
 first touch of the emulated RAM) with ``time.perf_counter``. ``--prefault``
 writes the first 256 MiB of emulated RAM before the run, contents unchanged,
@@ -53,7 +53,7 @@ def one_run(arch: str, program: str, args: list[str], prefault: bool,
     from mmuemu.hw import physmem
 
     acc: dict[str, list[float]] = {}
-    machine.do_user_addr_fault = _timed(acc, "fault", machine.do_user_addr_fault)  # type: ignore
+    machine.user_addr_fault = _timed(acc, "fault", machine.user_addr_fault)  # type: ignore
     physmem.PhysMem.zero_frame = _timed(acc, "zero_frame", physmem.PhysMem.zero_frame)  # type: ignore
     physmem.PhysMem.copy_frame = _timed(acc, "copy_frame", physmem.PhysMem.copy_frame)  # type: ignore
     with tempfile.TemporaryDirectory(prefix="mmuemu-faultpath-") as root:

@@ -4,8 +4,8 @@ Translation (fast mode): Unicorn runs with UC_TLB_VIRTUAL. On a soft-TLB
 miss it calls the native fill hook first, which walks the guest's page
 tables in emulated physical memory (setting accessed/dirty bits) and fills
 the entry; only when the walk fails does the Python fill hook run, which is
-a real page fault: it goes to the kernel model's do_user_addr_fault() →
-handle_mm_fault(), then walks again.
+a real page fault: it goes to the kernel model's do_user_addr_fault() (as
+user_addr_fault(), its tuple form) → handle_mm_fault(), then walks again.
 
 Exact mode adds the architected TLB model (mmuemu/emu/exact.py): every data
 access and every block's instruction fetch is looked up, in native code, in
@@ -44,7 +44,7 @@ from mmuemu.hw.physmem import PhysMem
 from mmuemu.hw.profile import Profile, ProfileError, profile_for
 from mmuemu.kernel.cacheflush import cacheflush_for
 from mmuemu.kernel.binfmt_elf import ExecError, check_elf, load_elf_binary
-from mmuemu.kernel.fault import SIGSEGV, AccessType, do_user_addr_fault
+from mmuemu.kernel.fault import SIGSEGV, AccessType, user_addr_fault
 
 SIGKILL = 9
 from mmuemu.kernel.kernel import Kernel
@@ -418,11 +418,11 @@ class Machine:
                 self.kern.kswapd()
             tlb = self.tlb
             tlb.refill_vpn = vaddr >> 12  # its flush is left to the refill
-            outcome = do_user_addr_fault(self.task, vaddr, access_type)
+            signal = user_addr_fault(self.task, vaddr, access_type)[0]
             tlb.refill_vpn = -1
-            if outcome.signal:
+            if signal:
                 self._fault = self._hw_fault(vaddr, acc)
-                self._pending_signal = outcome.signal
+                self._pending_signal = signal
                 return 0
             return 1
         except BaseException as e:  # never unwind through ctypes and Unicorn
@@ -441,10 +441,10 @@ class Machine:
             acc, access_type = _ACCESS_OF_UC[access]
             if self.kern.kswapd_wait:  # kswapd ran while the task executed
                 self.kern.kswapd()
-            outcome = do_user_addr_fault(self.task, vaddr, access_type)
-            if outcome.signal:
+            signal = user_addr_fault(self.task, vaddr, access_type)[0]
+            if signal:
                 self._fault = self._hw_fault(vaddr, acc)
-                self._pending_signal = outcome.signal
+                self._pending_signal = signal
                 return False
             assert self.exact is not None
             res = self.native.walk(vaddr, acc)
