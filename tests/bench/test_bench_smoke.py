@@ -265,3 +265,18 @@ def test_trace_split_variants_hand_over_what_they_say() -> None:
     assert out.returncode == 0, out.stderr
     rows = [line.split()[0] for line in out.stdout.splitlines()[2:]]
     assert rows == ["plain", "recorder", "pipe", "trace"]
+
+
+def test_ucspeed_times_each_fresh_instance(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench.ucspeed runs the loop to its end in each instance (rax holds the
+    sum n + ... + 1) and prints one time per instance."""
+    from bench import ucspeed
+    from unicorn.x86_const import UC_X86_REG_RAX
+    _, uc = ucspeed.time_instance(1000)
+    assert uc.reg_read(UC_X86_REG_RAX) == 1000 * 1001 // 2
+    assert ucspeed.main(["--instances", "3", "--iterations", "1000"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("1,000 iterations") and "(closed)" in out[0]
+    assert len(out[1].split()) == 4  # three times and the unit
+    with pytest.raises(SystemExit):
+        ucspeed.main(["--instances", "0"])
