@@ -73,15 +73,23 @@ def supported() -> bool:
 
 
 #: what the child runs: _child_main(data fd, result fd, the sink factory's module).
-#: Its first statement gives up the CPU to the emulator (_yield_to_the_emulator's
-#: SCHED_IDLE), before the imports: tens of milliseconds that overlap the
-#: emulator's start (posix_spawn's ``scheduler`` cannot ask for SCHED_IDLE:
-#: glibc refuses it with EINVAL).
+#: Its first statements give up the CPU to the emulator, before any import:
+#: SCHED_IDLE where Linux has it, else nice 19, for this process and the
+#: reader thread it starts later. At normal priority the child's two threads
+#: and the emulator were three runnable threads on this 2-core machine and the
+#: emulator was preempted: 53-73 involuntary context switches in a traced
+#: ``anon_touch 20000`` on arm64 and 40-60 ms of its ~200 ms run off the CPU;
+#: with SCHED_IDLE, 2-6 and a few ms. The child still finishes: when the
+#: emulator waits for it, at close() or on a full pipe, its CPU is idle.
+#: (posix_spawn's ``scheduler`` cannot ask for SCHED_IDLE: glibc returns EINVAL.)
 _BOOT = ("import os, sys\n"
          "try:\n"
          "    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
          "except (AttributeError, OSError):\n"
-         "    pass\n"
+         "    try:\n"
+         "        os.nice(19)\n"
+         "    except OSError:\n"
+         "        pass\n"
          "from mmuemu.trace.background import _child_main\n"
          "_child_main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])\n")
 
@@ -266,27 +274,6 @@ def _read_frames(data_fd: int, frames: "queue.SimpleQueue[Optional[bytes]]") -> 
         frames.put(None)
 
 
-def _yield_to_the_emulator() -> None:
-    """Make this process (and the threads it starts after) run only on a CPU
-    the emulator leaves idle: SCHED_IDLE where Linux has it, else nice 19.
-
-    At normal priority the child's two threads and the emulator are three
-    runnable threads on this 2-core machine, and the scheduler preempts the
-    emulator for the child: 53-73 involuntary context switches in a traced
-    ``anon_touch 20000`` on arm64, and 40-60 ms of its ~200 ms run spent off
-    the CPU (wall time over process time). With SCHED_IDLE it is 2-6 switches
-    and the run's wall time is its CPU time. The child still finishes: when
-    the emulator waits for it, at close() or on a full pipe, its CPU is idle.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
-    except (AttributeError, OSError):
-        try:
-            os.nice(19)
-        except OSError:
-            pass  # the child then competes at the emulator's priority
-
-
 def _child_main(data_fd: int, result_fd: int, factory_module: str = "") -> None:
     """The child's whole life: import the sink factory's module (while the
     emulator starts up: the first frame comes when its machine is built),
@@ -295,7 +282,6 @@ def _child_main(data_fd: int, result_fd: int, factory_module: str = "") -> None:
     code = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _yield_to_the_emulator()
         report: tuple[str, Any]
         sink: Optional[Sink] = None
         frames: "queue.SimpleQueue[Optional[bytes]]" = queue.SimpleQueue()
