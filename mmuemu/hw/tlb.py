@@ -607,6 +607,9 @@ X86_NR_DYN_ASIDS = 6
 ARM64_MAX_TLBI_OPS = 512
 
 Sink = Callable[[TlbiOp], object]
+#: the op names flush_tlb_page counts, read as module constants
+_INVLPG = Invlpg.NAME
+_TLBI_VALE1IS = TlbiVale1is.NAME
 
 
 class LinuxTlbFlush(abc.ABC):
@@ -722,7 +725,12 @@ class X86TlbFlush(LinuxTlbFlush):
         if mm != self.current:
             self._flush_all(mm)  # (nothing if mm has no PCID here)
             return
-        self.issue_op(Invlpg, vpn=addr >> PAGE_SHIFT, asid=self.current_pcid)  # flush_tlb_one_user()
+        # flush_tlb_one_user(): issue_op(Invlpg, ...) unrolled, without its
+        # keyword dict (every COW break comes here; fast mode has no sink)
+        counts = self.counts
+        counts[_INVLPG] = counts.get(_INVLPG, 0) + 1
+        if self.sink is not None:
+            self.sink(Invlpg(vpn=addr >> PAGE_SHIFT, asid=self.current_pcid))
 
     def flush_tlb_range(self, mm: Hashable, start: int, end: int) -> None:
         """flush_tlb_mm_range(): INVLPG at start, start + 4096, ... below end
@@ -781,8 +789,11 @@ class Arm64TlbFlush(LinuxTlbFlush):
 
     def flush_tlb_page(self, mm: Hashable, addr: int) -> None:
         asid = self.asids.get(mm)
-        if asid is not None:
-            self.issue_op(TlbiVale1is, vpn=addr >> PAGE_SHIFT, asid=asid)
+        if asid is not None:  # issue_op(TlbiVale1is, ...) unrolled, as on x86-64
+            counts = self.counts
+            counts[_TLBI_VALE1IS] = counts.get(_TLBI_VALE1IS, 0) + 1
+            if self.sink is not None:
+                self.sink(TlbiVale1is(vpn=addr >> PAGE_SHIFT, asid=asid))
 
     def flush_tlb_range(self, mm: Hashable, start: int, end: int) -> None:
         """__flush_tlb_range(): start and end rounded out to pages, TLBI VAE1IS

@@ -83,21 +83,18 @@ def vm_normal_page(vma: VmAreaStruct, addr: int, pte: int) -> Page | None:
     kern = vma.vm_mm.kernel
     if pte & kern.fmt.special_mask:  # pte_special()
         return None
-    return kern.pfn_to_page((pte & ADDR_MASK) >> 12)  # pte_pfn()
-
-
-def _mk_pte(vma: VmAreaStruct, page_pfn: int, write: bool) -> int:
-    entry = page_pfn << 12 | vma.vm_page_prot  # pfn_pte()
-    if write:  # pte_mkwrite(pte_mkdirty())
-        fmt = vma.vm_mm.kernel.fmt
-        entry = (entry | fmt.write_dirty_set) & ~fmt.write_dirty_clear
-    return entry
+    pfn = (pte & ADDR_MASK) >> 12  # pte_pfn()
+    page = kern.buddy.mem_map[pfn]  # pfn_to_page(), inline: a mapped frame has its page
+    return kern.pfn_to_page(pfn) if page is None else page
 
 
 def do_set_pte(vma: VmAreaStruct, address: int, page: Page, pte_pa: int,
                write: bool, anon: bool) -> None:
     """do_set_pte(): install a PTE for ``page`` (caller holds a page reference for it)."""
-    entry = _mk_pte(vma, page.pfn, write)
+    entry = page.pfn << 12 | vma.vm_page_prot  # mk_pte(): pfn_pte(page_to_pfn(page), vm_page_prot)
+    if write:  # pte_mkwrite(pte_mkdirty())
+        fmt = vma.vm_mm.kernel.fmt
+        entry = (entry | fmt.write_dirty_set) & ~fmt.write_dirty_clear
     if anon:
         page_add_new_anon_rmap(page, vma, address)
         lru_cache_add(vma.vm_mm.kernel, page, LRU_ACTIVE_ANON)
@@ -206,7 +203,8 @@ def do_anonymous_page(vmf: VmFault) -> int:
         set_pte_at(mm, vmf.address, vmf.pte_pa, entry)
         vmf.kind = _KIND_ZERO
         return _NONE
-    anon_vma_prepare(vma)
+    if vma.anon_vma is None:  # anon_vma_prepare()'s inline test
+        anon_vma_prepare(vma)
     page = kern.alloc_page(zero=True)  # alloc_zeroed_user_highpage_movable
     page.flags |= _PG_UPTODATE  # __SetPageUptodate()
     do_set_pte(vma, vmf.address, page, vmf.pte_pa,
@@ -269,7 +267,8 @@ def do_cow_fault(vmf: VmFault) -> int:
     vma = vmf.vma
     kern = vma.vm_mm.kernel
     vmf.kind = _KIND_COW
-    anon_vma_prepare(vma)
+    if vma.anon_vma is None:  # anon_vma_prepare()'s inline test
+        anon_vma_prepare(vma)
     new_page = kern.alloc_page()
     vmf.cow_page = new_page
     ret = __do_fault(vmf)
@@ -362,7 +361,8 @@ def do_swap_page(vmf: VmFault) -> int:
         unlock_page(page)
         kern.put_page(page)
         return ret
-    anon_vma_prepare(vma)
+    if vma.anon_vma is None:  # anon_vma_prepare()'s inline test
+        anon_vma_prepare(vma)
     mm.rss_swap -= 1
     entry_pte = fmt.pfn_pte(page.pfn, vma.vm_page_prot)
     exclusive = False
@@ -485,7 +485,8 @@ def wp_page_copy(vmf: VmFault) -> int:
     mm = vma.vm_mm
     kern = mm.kernel
     old_page = vmf.page
-    anon_vma_prepare(vma)
+    if vma.anon_vma is None:  # anon_vma_prepare()'s inline test
+        anon_vma_prepare(vma)
     if old_page is None:
         new_page = kern.alloc_page(zero=True)
         vmf.kind = _KIND_WP
@@ -515,7 +516,10 @@ def wp_page_copy(vmf: VmFault) -> int:
                                      (vmf.orig_pte & ADDR_MASK) >> 12)  # pte_pfn()
     ptep_clear_flush(vma, vmf.address, vmf.pte_pa)
     do_set_pte(vma, vmf.address, new_page, vmf.pte_pa, write=True, anon=True)
-    if old_page is not None:
-        kern.put_page(old_page)  # the PTE's reference
-        kern.put_page(old_page)  # ours, from do_wp_page
+    if old_page is not None:  # put_page() for the PTE's reference, then for ours
+        if old_page._count > 2:  # (do_wp_page's): neither is the last, inline
+            old_page._count -= 2
+        else:
+            kern.put_page(old_page)
+            kern.put_page(old_page)
     return _WRITE

@@ -120,7 +120,11 @@ def page_add_new_anon_rmap(page: Page, vma: VmAreaStruct, address: int) -> None:
     """page_add_new_anon_rmap(): first mapping of a fresh anonymous page."""
     page.flags |= _PG_SWAPBACKED  # __SetPageSwapBacked()
     page._mapcount = 0
-    __page_set_anon_rmap(page, vma, address)
+    # __page_set_anon_rmap(), inline (every anonymous fault and COW break)
+    anon_vma = vma.anon_vma
+    assert anon_vma is not None
+    page.mapping = anon_vma.kaddr | PAGE_MAPPING_ANON
+    page.index = ((address - vma.vm_start) >> 12) + vma.vm_pgoff  # linear_page_index()
     vma.vm_mm.rss_anon += 1
 
 
