@@ -96,35 +96,39 @@ def user_addr_fault(task: TaskStruct, address: int, access: AccessType,
     """do_user_addr_fault() with its outcome as a :data:`FaultResult` tuple: the
     machine's page-fault entry. A tuple is built and taken apart in C; a
     FaultOutcome, made and freed on every fault, was some 2,500 instructions
-    of the ~47,000 a fault takes (``python -m bench.instructions``)."""
-    out = __do_user_addr_fault(task, address, access, user)
-    trace = task.mm.kernel.trace
-    if trace is not None:
-        signal, _, _, major, vma, vmf = out
-        trace.fault(task, address, access._value_, vmf, vma, major, signal, user)
-    return out
-
-
-def __do_user_addr_fault(task: TaskStruct, address: int, access: AccessType,
-                         user: bool) -> FaultResult:
+    of the ~47,000 a fault takes (``python -m bench.instructions``). The
+    trace records every outcome: a resolved fault here, a signal in
+    :func:`_signalled`."""
     mm = task.mm
     vma = _find_vma(mm.mm_rb, address)  # find_vma(), straight to the tree (a call fewer)
     if vma is None:
-        return SIGSEGV, SEGV_MAPERR, None, False, None, None
+        return _signalled(task, address, access, user, SIGSEGV, SEGV_MAPERR, None, None)
     if vma.vm_start > address:
         if not vma.vm_flags & VM.GROWSDOWN or expand_stack(mm, vma, address):
-            return SIGSEGV, SEGV_MAPERR, None, False, None, None
+            return _signalled(task, address, access, user, SIGSEGV, SEGV_MAPERR, None, None)
     need, flags = _ACCESS_RULES[access._value_]
     if not vma.vm_flags & need:  # access_error()
-        return SIGSEGV, SEGV_ACCERR, None, False, vma, None
+        return _signalled(task, address, access, user, SIGSEGV, SEGV_ACCERR, vma, None)
     if user:
         flags |= _USER
     ret, vmf = handle_mm_fault(vma, address, flags, task.counts)
-    kind = vmf.kind
     if ret & VM_FAULT_ERROR:
-        if ret & VmFaultReason.OOM:
-            return 9, 0, kind, False, vma, vmf  # pagefault_out_of_memory: OOM kill
-        if ret & VmFaultReason.SIGBUS:
-            return SIGBUS, 2, kind, False, vma, vmf  # BUS_ADRERR
-        return SIGSEGV, SEGV_ACCERR, kind, False, vma, vmf
-    return 0, 0, kind, ret & _MAJOR != 0, vma, vmf
+        if ret & VmFaultReason.OOM:  # pagefault_out_of_memory: OOM kill
+            return _signalled(task, address, access, user, 9, 0, vma, vmf)
+        if ret & VmFaultReason.SIGBUS:  # BUS_ADRERR
+            return _signalled(task, address, access, user, SIGBUS, 2, vma, vmf)
+        return _signalled(task, address, access, user, SIGSEGV, SEGV_ACCERR, vma, vmf)
+    major = ret & _MAJOR != 0
+    trace = mm.kernel.trace
+    if trace is not None:
+        trace.fault(task, address, access._value_, vmf, vma, major, 0, user)
+    return 0, 0, vmf.kind, major, vma, vmf
+
+
+def _signalled(task: TaskStruct, address: int, access: AccessType, user: bool, signal: int,
+               si_code: int, vma: Optional[VmAreaStruct], vmf: Optional[VmFault]) -> FaultResult:
+    """The outcome of a fault that ends in ``signal``, recorded in the trace."""
+    trace = task.mm.kernel.trace
+    if trace is not None:
+        trace.fault(task, address, access._value_, vmf, vma, False, signal, user)
+    return signal, si_code, None if vmf is None else vmf.kind, False, vma, vmf

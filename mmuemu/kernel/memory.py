@@ -1,6 +1,6 @@
 """The page-fault path (mm/memory.c).
 
-    handle_mm_fault → __handle_mm_fault → handle_pte_fault
+    handle_mm_fault (→ __handle_mm_fault, inline) → handle_pte_fault
         pte none, anonymous VMA  → do_anonymous_page   (zero page on read)
         pte none, file VMA       → do_linear_fault → do_read_fault (+ do_fault_around)
                                                    → do_cow_fault
@@ -122,9 +122,17 @@ def handle_mm_fault(vma: VmAreaStruct, address: int, flags: int,
     the access against vm_flags. Returns the VM_FAULT_* result and the
     vm_fault, whose ``kind``/``detail`` say which handler resolved it.
     """
-    ret, vmf = __handle_mm_fault(vma, address, flags)
-    # mm_account_fault(), inline (a call fewer on every fault): PGFAULT unless
-    # the fault is retried; per-task maj/min only for successful faults
+    # __handle_mm_fault(), inline (a call fewer on every fault): build the
+    # vm_fault, allocate the page tables down to the PTE, handle_pte_fault()
+    vmf = VmFault(vma, address & ~0xFFF, address, flags,
+                  ((address - vma.vm_start) >> 12) + vma.vm_pgoff)  # linear_page_index()
+    try:
+        vmf.pte_pa = pte_offset_alloc(vma.vm_mm, address)
+        ret = handle_pte_fault(vmf)
+    except OutOfMemory:  # a page table or the page itself
+        ret = VmFaultReason.OOM
+    # mm_account_fault(), inline: PGFAULT unless the fault is retried;
+    # per-task maj/min only for successful faults
     vmstat = vma.vm_mm.kernel.vmstat
     if ret & _ERROR_OR_RETRY:
         if not ret & _RETRY:
@@ -139,22 +147,6 @@ def handle_mm_fault(vma: VmAreaStruct, address: int, flags: int,
             counts.maj_flt += 1
         else:
             counts.min_flt += 1
-    return ret, vmf
-
-
-def __handle_mm_fault(vma: VmAreaStruct, address: int,
-                      flags: int) -> tuple[int, VmFault]:
-    """__handle_mm_fault(): build the vm_fault, allocate page tables, go to the PTE."""
-    vmf = VmFault(vma, address & ~0xFFF, address, flags,
-                  ((address - vma.vm_start) >> 12) + vma.vm_pgoff)  # linear_page_index()
-    try:
-        vmf.pte_pa = pte_offset_alloc(vma.vm_mm, address)
-    except OutOfMemory:
-        return VmFaultReason.OOM, vmf
-    try:
-        ret = handle_pte_fault(vmf)
-    except OutOfMemory:
-        ret = VmFaultReason.OOM
     return ret, vmf
 
 
