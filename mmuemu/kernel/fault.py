@@ -100,7 +100,10 @@ def user_addr_fault(task: TaskStruct, address: int, access: AccessType,
     trace records every outcome: a resolved fault here, a signal in
     :func:`_signalled`."""
     mm = task.mm
-    vma = _find_vma(mm.mm_rb, address)  # find_vma(), straight to the tree (a call fewer)
+    mt = mm.mm_rb
+    vma = mt.mmap_cache  # find_vma()'s mmap_cache hit, inline (a call fewer)
+    if vma is None or vma.vm_end <= address or vma.vm_start > address:
+        vma = _find_vma(mt, address)
     if vma is None:
         return _signalled(task, address, access, user, SIGSEGV, SEGV_MAPERR, None, None)
     if vma.vm_start > address:

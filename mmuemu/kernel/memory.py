@@ -126,14 +126,19 @@ def handle_mm_fault(vma: VmAreaStruct, address: int, flags: int,
     # vm_fault, allocate the page tables down to the PTE, handle_pte_fault()
     vmf = VmFault(vma, address & ~0xFFF, address, flags,
                   ((address - vma.vm_start) >> 12) + vma.vm_pgoff)  # linear_page_index()
+    mm = vma.vm_mm
     try:
-        vmf.pte_pa = pte_offset_alloc(vma.vm_mm, address)
+        key, i, entry, table = mm.pte_table_hint  # pte_offset_alloc()'s hint, inline
+        if key == address >> 21 and mm.kernel.phys.words[i] == entry:
+            vmf.pte_pa = table + ((address >> 9) & 0xFF8)
+        else:
+            vmf.pte_pa = pte_offset_alloc(mm, address)
         ret = handle_pte_fault(vmf)
     except OutOfMemory:  # a page table or the page itself
         ret = VmFaultReason.OOM
     # mm_account_fault(), inline: PGFAULT unless the fault is retried;
     # per-task maj/min only for successful faults
-    vmstat = vma.vm_mm.kernel.vmstat
+    vmstat = mm.kernel.vmstat
     if ret & _ERROR_OR_RETRY:
         if not ret & _RETRY:
             vmstat.pgfault += 1
