@@ -96,7 +96,7 @@ def user_addr_fault(task: TaskStruct, address: int, access: AccessType,
     """do_user_addr_fault() with its outcome as a :data:`FaultResult` tuple: the
     machine's page-fault entry. A tuple is built and taken apart in C; a
     FaultOutcome, made and freed on every fault, was some 2,500 instructions
-    of the ~47,000 a fault takes (``python -m bench.instructions``). The
+    of the ~47,000 a fault took then (``python -m bench.instructions``). The
     trace records every outcome: a resolved fault here, a signal in
     :func:`_signalled`."""
     mm = task.mm
