@@ -48,7 +48,7 @@ from mmuemu.kernel.fault import SIGSEGV, AccessType, user_addr_fault
 
 SIGKILL = 9
 from mmuemu.kernel.kernel import Kernel
-from mmuemu.kernel.mm_types import File, MmStruct
+from mmuemu.kernel.mm_types import File, MmStruct, VmFault
 from mmuemu.kernel.mmap import find_vma
 from mmuemu.kernel.page_alloc import OutOfMemory
 from mmuemu.kernel.exit import do_exit
@@ -302,6 +302,9 @@ class Machine:
                                    "(raise --mem)") from None
         self.result: Optional[RunResult] = None
         self._fault: Optional[HwFault] = None
+        #: the vm_fault every page fault of this CPU fills (handle_mm_fault),
+        #: where Linux's sits in a kernel stack frame: empty until the first
+        self._fault_vmf: VmFault = VmFault.__new__(VmFault)
         self._pending_signal = 0
         self._pending_message = ""
         self._internal_error: Optional[BaseException] = None
@@ -418,7 +421,7 @@ class Machine:
                 self.kern.kswapd()
             tlb = self.tlb
             tlb.refill_vpn = vaddr >> 12  # its flush is left to the refill
-            signal = user_addr_fault(self.task, vaddr, access_type)[0]
+            signal = user_addr_fault(self.task, vaddr, access_type, True, self._fault_vmf)[0]
             tlb.refill_vpn = -1
             if signal:
                 self._fault = self._hw_fault(vaddr, acc)
@@ -441,7 +444,7 @@ class Machine:
             acc, access_type = _ACCESS_OF_UC[access]
             if self.kern.kswapd_wait:  # kswapd ran while the task executed
                 self.kern.kswapd()
-            signal = user_addr_fault(self.task, vaddr, access_type)[0]
+            signal = user_addr_fault(self.task, vaddr, access_type, True, self._fault_vmf)[0]
             if signal:
                 self._fault = self._hw_fault(vaddr, acc)
                 self._pending_signal = signal

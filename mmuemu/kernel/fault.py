@@ -92,13 +92,14 @@ def do_user_addr_fault(task: TaskStruct, address: int, access: AccessType,
 
 
 def user_addr_fault(task: TaskStruct, address: int, access: AccessType,
-                    user: bool = True) -> FaultResult:
+                    user: bool = True, vmf: Optional[VmFault] = None) -> FaultResult:
     """do_user_addr_fault() with its outcome as a :data:`FaultResult` tuple: the
     machine's page-fault entry. A tuple is built and taken apart in C; a
     FaultOutcome, made and freed on every fault, was some 2,500 instructions
     of the ~47,000 a fault took then (``python -m bench.instructions``). The
     trace records every outcome: a resolved fault here, a signal in
-    :func:`_signalled`."""
+    :func:`_signalled`. ``vmf``: storage for the fault's vm_fault, reused
+    from fault to fault (:func:`~mmuemu.kernel.memory.handle_mm_fault`)."""
     mm = task.mm
     mt = mm.mm_rb
     vma = mt.mmap_cache  # find_vma()'s mmap_cache hit, inline (a call fewer)
@@ -114,7 +115,7 @@ def user_addr_fault(task: TaskStruct, address: int, access: AccessType,
         return _signalled(task, address, access, user, SIGSEGV, SEGV_ACCERR, vma, None)
     if user:
         flags |= _USER
-    ret, vmf = handle_mm_fault(vma, address, flags, task.counts)
+    ret, vmf = handle_mm_fault(vma, address, flags, task.counts, vmf)
     if ret & VM_FAULT_ERROR:
         if ret & VmFaultReason.OOM:  # pagefault_out_of_memory: OOM kill
             return _signalled(task, address, access, user, 9, 0, vma, vmf)

@@ -115,17 +115,36 @@ class FaultCounts:
 
 
 def handle_mm_fault(vma: VmAreaStruct, address: int, flags: int,
-                    counts: FaultCounts | None = None) -> tuple[int, VmFault]:
+                    counts: FaultCounts | None = None,
+                    vmf: VmFault | None = None) -> tuple[int, VmFault]:
     """handle_mm_fault(): resolve a fault at ``address`` inside ``vma``.
 
     Requires: the caller (the arch fault handler) found ``vma`` and checked
     the access against vm_flags. Returns the VM_FAULT_* result and the
     vm_fault, whose ``kind``/``detail`` say which handler resolved it.
+
+    ``vmf``: a vm_fault to fill (every field) instead of making one, as
+    Linux's lives in __handle_mm_fault's stack frame, storage that the next
+    fault reuses. The machine passes its own on every fault; whoever keeps
+    a vm_fault past its fault must not (do_user_addr_fault does not).
     """
     # __handle_mm_fault(), inline (a call fewer on every fault): build the
     # vm_fault, allocate the page tables down to the PTE, handle_pte_fault()
-    vmf = VmFault(vma, address & ~0xFFF, address, flags,
-                  ((address - vma.vm_start) >> 12) + vma.vm_pgoff)  # linear_page_index()
+    if vmf is None:
+        vmf = VmFault(vma, address & ~0xFFF, address, flags,
+                      ((address - vma.vm_start) >> 12) + vma.vm_pgoff)  # linear_page_index()
+    else:  # VmFault.__init__'s fields, in its order, without making an object
+        vmf.vma = vma
+        vmf.address = address & ~0xFFF
+        vmf.real_address = address
+        vmf.flags = flags
+        vmf.pgoff = ((address - vma.vm_start) >> 12) + vma.vm_pgoff  # linear_page_index()
+        vmf.pte_pa = 0
+        vmf.orig_pte = 0
+        vmf.page = None
+        vmf.cow_page = None
+        vmf.kind = _KIND_SPURIOUS
+        vmf.detail = ""
     mm = vma.vm_mm
     try:
         key, i, entry, table = mm.pte_table_hint  # pte_offset_alloc()'s hint, inline

@@ -11,13 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from mmuemu.kernel.fault import SEGV_ACCERR, SEGV_MAPERR, SIGSEGV, AccessType, do_user_addr_fault
-from mmuemu.kernel.mm_types import PAGE_MAPPING_ANON, PG, PageAnon, PageTest, page_mapcount
+from mmuemu.kernel.fault import (
+    SEGV_ACCERR, SEGV_MAPERR, SIGSEGV, AccessType, do_user_addr_fault, user_addr_fault,
+)
+from mmuemu.kernel.mm_types import (
+    PAGE_MAPPING_ANON, PG, PageAnon, PageTest, VmFault, page_mapcount,
+)
 from mmuemu.kernel.mmap import (
     MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, do_mmap, do_munmap, find_vma,
 )
 from mmuemu.kernel.pgtable import ptep_get, pte_offset_lookup
-from tests.conftest import KernelRig, make_rig
+from tests.conftest import ARCHES, KernelRig, make_rig
 
 PAGE = 4096
 
@@ -396,3 +400,47 @@ def test_hiwater_rss_is_recorded_lazily_as_linux_does(rig: KernelRig) -> None:
     for i in range(2):
         _fault(rig, more + i * PAGE, AccessType.WRITE)
     assert get_mm_rss(mm) == base + 6 and get_mm_hiwater_rss(mm) == base + 8
+
+
+def _vmf_fields(vmf: VmFault) -> dict[str, object]:
+    """Every field of a vm_fault; the page by its frame number, the VMA by its range
+    (the twin kernels' objects are not the same ones)."""
+    fields: dict[str, object] = {name: getattr(vmf, name) for name in VmFault.__slots__}
+    fields["vma"] = (vmf.vma.vm_start, vmf.vma.vm_end, vmf.vma.vm_flags)
+    for name in ("page", "cow_page"):
+        page = fields[name]
+        fields[name] = None if page is None else page.pfn  # type: ignore[attr-defined]
+    return fields
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_reused_vm_fault_is_filled_as_a_new_one_would_be(arch: str, tmp_path: Path) -> None:
+    """The machine hands every fault the same vm_fault (Linux's lives in a stack
+    frame). Starting empty, it must come out of each fault with every field
+    equal to the fresh vm_fault of the same fault on a twin kernel: a field
+    handle_mm_fault forgot to reset would keep the previous fault's value
+    (or, on the first fault, not exist)."""
+    fresh = make_rig(arch, tmp_path / "fresh")
+    reused = make_rig(arch, tmp_path / "reused")
+    storage = VmFault.__new__(VmFault)  # as the machine makes it
+    addr_f, addr_r = _anon(fresh, 4), _anon(reused, 4)
+    assert addr_f == addr_r
+    # an anonymous write, a zero-page read, the write that breaks it ("zero"
+    # detail), a spurious write, a write to a read-only page (SIGSEGV)
+    ro_f = _anon(fresh, 1, PROT_READ)
+    ro_r = _anon(reused, 1, PROT_READ)
+    steps = [(0, AccessType.WRITE), (PAGE, AccessType.READ), (PAGE, AccessType.WRITE),
+             (0, AccessType.WRITE), (2 * PAGE, AccessType.READ)]
+    kinds = []
+    for off, access in steps:
+        want = user_addr_fault(fresh.task, addr_f + off, access)
+        got = user_addr_fault(reused.task, addr_r + off, access, True, storage)
+        assert got[5] is storage
+        assert want[:4] == got[:4]
+        assert want[5] is not None
+        assert _vmf_fields(storage) == _vmf_fields(want[5])
+        kinds.append((storage.kind.value, storage.detail))
+    assert kinds == [("anon", ""), ("zero", ""), ("wp", "zero"), ("spurious", ""), ("zero", "")]
+    want = user_addr_fault(fresh.task, ro_f, AccessType.WRITE)
+    got = user_addr_fault(reused.task, ro_r, AccessType.WRITE, True, storage)
+    assert want[:2] == got[:2] == (SIGSEGV, SEGV_ACCERR)
