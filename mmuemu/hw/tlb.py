@@ -607,9 +607,6 @@ X86_NR_DYN_ASIDS = 6
 ARM64_MAX_TLBI_OPS = 512
 
 Sink = Callable[[TlbiOp], object]
-#: the op names flush_tlb_page counts, read as module constants
-_INVLPG = Invlpg.NAME
-_TLBI_VALE1IS = TlbiVale1is.NAME
 
 
 class LinuxTlbFlush(abc.ABC):
@@ -631,14 +628,16 @@ class LinuxTlbFlush(abc.ABC):
         if self.sink is not None:
             self.sink(op)
 
-    def issue_op(self, cls: type[TlbiOp], **operands: int | bool) -> None:
-        """:meth:`issue` ``cls(**operands)``, built only if a sink takes it:
-        fast mode counts ops by name, and a frozen dataclass costs more to
-        make (about 1.5 µs) than the rest of a flush request."""
+    def issue_op(self, cls: type[TlbiOp], *operands: int | bool) -> None:
+        """:meth:`issue` ``cls(*operands)`` (its fields in order), built only if
+        a sink takes it: fast mode counts ops by name, and a frozen dataclass
+        costs more to make (about 1.5 µs) than the rest of a flush request.
+        Positional, so that a call builds no keyword dict (every COW break
+        flushes a page)."""
         name = cls.NAME
         self.counts[name] = self.counts.get(name, 0) + 1
         if self.sink is not None:
-            self.sink(cls(**operands))
+            self.sink(cls(*operands))
 
     @abc.abstractmethod
     def switch_mm(self, mm: Hashable) -> int:
@@ -692,7 +691,7 @@ class X86TlbFlush(LinuxTlbFlush):
         if not self.asid_bits:
             self.current = mm
             self.current_pcid = 0
-            self.issue_op(Cr3Write, pcid=0, noflush=False)
+            self.issue_op(Cr3Write, 0, False)  # pcid, noflush
             return 0
         pcid = self.pcid_of(mm)
         need_flush = False
@@ -707,7 +706,7 @@ class X86TlbFlush(LinuxTlbFlush):
         self.stale.discard(pcid - 1)
         self.current = mm
         self.current_pcid = pcid
-        self.issue_op(Cr3Write, pcid=pcid, noflush=not need_flush)
+        self.issue_op(Cr3Write, pcid, not need_flush)  # pcid, noflush
         return pcid
 
     def _flush_all(self, mm: Hashable) -> None:
@@ -717,7 +716,7 @@ class X86TlbFlush(LinuxTlbFlush):
         if mm != self.current:
             self.stale.add(pcid - 1)
             return
-        self.issue_op(Cr3Write, pcid=pcid, noflush=False)  # flush_tlb_local()
+        self.issue_op(Cr3Write, pcid, False)  # flush_tlb_local()
 
     def flush_tlb_page(self, mm: Hashable, addr: int) -> None:
         """flush_tlb_page(): flush_tlb_mm_range() of one page, unrolled: one
@@ -725,12 +724,7 @@ class X86TlbFlush(LinuxTlbFlush):
         if mm != self.current:
             self._flush_all(mm)  # (nothing if mm has no PCID here)
             return
-        # flush_tlb_one_user(): issue_op(Invlpg, ...) unrolled, without its
-        # keyword dict (every COW break comes here; fast mode has no sink)
-        counts = self.counts
-        counts[_INVLPG] = counts.get(_INVLPG, 0) + 1
-        if self.sink is not None:
-            self.sink(Invlpg(vpn=addr >> PAGE_SHIFT, asid=self.current_pcid))
+        self.issue_op(Invlpg, addr >> PAGE_SHIFT, self.current_pcid)  # flush_tlb_one_user()
 
     def flush_tlb_range(self, mm: Hashable, start: int, end: int) -> None:
         """flush_tlb_mm_range(): INVLPG at start, start + 4096, ... below end
@@ -742,7 +736,7 @@ class X86TlbFlush(LinuxTlbFlush):
             self._flush_all(mm)
             return
         for addr in range(start, end, 1 << PAGE_SHIFT):
-            self.issue_op(Invlpg, vpn=addr >> PAGE_SHIFT, asid=pcid)  # flush_tlb_one_user()
+            self.issue_op(Invlpg, addr >> PAGE_SHIFT, pcid)  # flush_tlb_one_user()
 
     def flush_tlb_mm(self, mm: Hashable) -> None:
         self._flush_all(mm)
@@ -789,11 +783,8 @@ class Arm64TlbFlush(LinuxTlbFlush):
 
     def flush_tlb_page(self, mm: Hashable, addr: int) -> None:
         asid = self.asids.get(mm)
-        if asid is not None:  # issue_op(TlbiVale1is, ...) unrolled, as on x86-64
-            counts = self.counts
-            counts[_TLBI_VALE1IS] = counts.get(_TLBI_VALE1IS, 0) + 1
-            if self.sink is not None:
-                self.sink(TlbiVale1is(vpn=addr >> PAGE_SHIFT, asid=asid))
+        if asid is not None:
+            self.issue_op(TlbiVale1is, addr >> PAGE_SHIFT, asid)
 
     def flush_tlb_range(self, mm: Hashable, start: int, end: int) -> None:
         """__flush_tlb_range(): start and end rounded out to pages, TLBI VAE1IS
@@ -806,19 +797,19 @@ class Arm64TlbFlush(LinuxTlbFlush):
             self.flush_tlb_mm(mm)
             return
         for vpn in range(first, last):
-            self.issue_op(TlbiVae1is, vpn=vpn, asid=asid)
+            self.issue_op(TlbiVae1is, vpn, asid)
 
     def flush_tlb_mm(self, mm: Hashable) -> None:
         asid = self.asids.get(mm)
         if asid is not None:
-            self.issue_op(TlbiAside1is, asid=asid)
+            self.issue_op(TlbiAside1is, asid)
 
     def clear_flush_young(self, mm: Hashable, addr: int) -> bool:
         """flush_tlb_page_nosync(): TLBI VALE1IS, no DSB."""
         asid = self.asids.get(mm)
         if asid is None:
             return False
-        self.issue_op(TlbiVale1is, vpn=addr >> PAGE_SHIFT, asid=asid)
+        self.issue_op(TlbiVale1is, addr >> PAGE_SHIFT, asid)
         return True
 
 

@@ -101,10 +101,7 @@ def user_addr_fault(task: TaskStruct, address: int, access: AccessType,
     :func:`_signalled`. ``vmf``: storage for the fault's vm_fault, reused
     from fault to fault (:func:`~mmuemu.kernel.memory.handle_mm_fault`)."""
     mm = task.mm
-    mt = mm.mm_rb
-    vma = mt.mmap_cache  # find_vma()'s mmap_cache hit, inline (a call fewer)
-    if vma is None or vma.vm_end <= address or vma.vm_start > address:
-        vma = _find_vma(mt, address)
+    vma = _find_vma(mm.mm_rb, address)  # find_vma(), straight to the tree (a call fewer)
     if vma is None:
         return _signalled(task, address, access, user, SIGSEGV, SEGV_MAPERR, None, None)
     if vma.vm_start > address:

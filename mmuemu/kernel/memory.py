@@ -130,28 +130,14 @@ def handle_mm_fault(vma: VmAreaStruct, address: int, flags: int,
     """
     # __handle_mm_fault(), inline (a call fewer on every fault): build the
     # vm_fault, allocate the page tables down to the PTE, handle_pte_fault()
+    pgoff = ((address - vma.vm_start) >> 12) + vma.vm_pgoff  # linear_page_index()
     if vmf is None:
-        vmf = VmFault(vma, address & ~0xFFF, address, flags,
-                      ((address - vma.vm_start) >> 12) + vma.vm_pgoff)  # linear_page_index()
-    else:  # VmFault.__init__'s fields, in its order, without making an object
-        vmf.vma = vma
-        vmf.address = address & ~0xFFF
-        vmf.real_address = address
-        vmf.flags = flags
-        vmf.pgoff = ((address - vma.vm_start) >> 12) + vma.vm_pgoff  # linear_page_index()
-        vmf.pte_pa = 0
-        vmf.orig_pte = 0
-        vmf.page = None
-        vmf.cow_page = None
-        vmf.kind = _KIND_SPURIOUS
-        vmf.detail = ""
+        vmf = VmFault(vma, address & ~0xFFF, address, flags, pgoff)
+    else:  # every field set again, as a new one would have them, without an allocation
+        vmf.__init__(vma, address & ~0xFFF, address, flags, pgoff)  # type: ignore[misc]
     mm = vma.vm_mm
     try:
-        key, i, entry, table = mm.pte_table_hint  # pte_offset_alloc()'s hint, inline
-        if key == address >> 21 and mm.kernel.phys.words[i] == entry:
-            vmf.pte_pa = table + ((address >> 9) & 0xFF8)
-        else:
-            vmf.pte_pa = pte_offset_alloc(mm, address)
+        vmf.pte_pa = pte_offset_alloc(mm, address)
         ret = handle_pte_fault(vmf)
     except OutOfMemory:  # a page table or the page itself
         ret = VmFaultReason.OOM

@@ -432,8 +432,8 @@ class VmFault:
     A hand-written slots class: called positionally it costs half of what
     the keyword dataclass constructor did. The machine does not make one per
     fault: it keeps one, empty at first (``VmFault.__new__(VmFault)``), that
-    handle_mm_fault fills on every fault, as Linux's sits in a stack frame.
-    A field added here must be reset there too (a test checks every slot).
+    handle_mm_fault sets up again with ``__init__`` on every fault, as
+    Linux's sits in a stack frame (a test checks every slot).
     """
 
     __slots__ = ("vma", "address", "real_address", "flags", "pgoff", "pte_pa", "orig_pte",

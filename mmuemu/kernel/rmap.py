@@ -109,18 +109,11 @@ def linear_page_index(vma: VmAreaStruct, address: int) -> int:
     return ((address - vma.vm_start) >> 12) + vma.vm_pgoff
 
 
-def __page_set_anon_rmap(page: Page, vma: VmAreaStruct, address: int) -> None:
-    """__page_set_anon_rmap(): point page->mapping at the anon_vma (tagged)."""
-    assert vma.anon_vma is not None
-    page.mapping = vma.anon_vma.kaddr | PAGE_MAPPING_ANON
-    page.index = ((address - vma.vm_start) >> 12) + vma.vm_pgoff  # linear_page_index()
-
-
 def page_add_new_anon_rmap(page: Page, vma: VmAreaStruct, address: int) -> None:
     """page_add_new_anon_rmap(): first mapping of a fresh anonymous page."""
     page.flags |= _PG_SWAPBACKED  # __SetPageSwapBacked()
     page._mapcount = 0
-    # __page_set_anon_rmap(), inline (every anonymous fault and COW break)
+    # __page_set_anon_rmap(): page->mapping is the anon_vma, tagged
     anon_vma = vma.anon_vma
     assert anon_vma is not None
     page.mapping = anon_vma.kaddr | PAGE_MAPPING_ANON
