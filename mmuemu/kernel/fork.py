@@ -15,7 +15,7 @@ from mmuemu.kernel.swapfile import swap_duplicate, swp_entry
 from mmuemu.kernel.mm_types import VM, MmStruct, VmAreaStruct, get_mm_rss
 from mmuemu.kernel.memory import vm_normal_page
 from mmuemu.kernel.mmap import vma_link, vm_stat_account
-from mmuemu.kernel.pgtable import ptep_get, pte_offset_alloc, pte_range, set_pte_at
+from mmuemu.kernel.pgtable import nonempty_ptes, pte_offset_alloc, pte_tables, set_pte_at
 from mmuemu.kernel.rmap import anon_vma_alloc, anon_vma_chain_link, anon_vma_clone
 from mmuemu.kernel.sched import TaskStruct
 
@@ -51,46 +51,63 @@ def vma_needs_copy(dst: VmAreaStruct, src: VmAreaStruct) -> bool:
 
 
 def copy_page_range(dst: VmAreaStruct, src: VmAreaStruct) -> int:
-    """copy_page_range() → copy_pte_range() → copy_present_pte(). Returns PTEs copied."""
+    """copy_page_range() → copy_pte_range() → copy_present_pte(). Returns PTEs copied.
+
+    As copy_pte_range(): per source table, the child's table is allocated
+    first (pte_alloc_map_lock), then the source's non-empty slots are
+    copied one by one, with ptep_get(), pte_present() and the refcount and
+    mapcount taken inline (get_page, page_dup_rmap).
+    """
     if not vma_needs_copy(dst, src):
         return 0
     src_mm, dst_mm = src.vm_mm, dst.vm_mm
     kern = src_mm.kernel
     fmt = kern.fmt
+    words = kern.phys.words
+    present = fmt.present_mask
+    write = fmt.write_mask
+    pte_wrprotect, pte_mkclean, pte_mkold = fmt.pte_wrprotect, fmt.pte_mkclean, fmt.pte_mkold
     cow = is_cow_mapping(src.vm_flags)
+    shared = src.vm_flags & VM.SHARED
     copied = 0
-    for addr, src_pa in pte_range(src_mm, src.vm_start, src.vm_end):
-        if not ptep_get(src_mm, src_pa):
+    for addr, src_pa, nr in pte_tables(src_mm, src.vm_start, src.vm_end):
+        slots = nonempty_ptes(src_mm, src_pa, nr)
+        if not slots:
             continue
         # The child's table first (pte_alloc_map_lock): the allocation may
-        # reclaim, which can turn the parent's PTE into a swap entry.
+        # reclaim, which can turn the parent's PTEs into swap entries or
+        # clear them, so they are read after it.
         dst_pa = pte_offset_alloc(dst_mm, addr)
-        pte = ptep_get(src_mm, src_pa)
-        if not fmt.pte_present(pte):
-            # copy_nonpresent_pte(): a swap entry is shared, its slot gains a reference
-            swap_duplicate(kern, swp_entry(*fmt.pte_to_swp_entry(pte)))
-            dst_mm.rss_swap += 1
-            set_pte_at(dst_mm, addr, dst_pa, pte)
+        for k in slots:
+            a = addr + (k << 12)
+            pte = words[(src_pa >> 3) + k]  # ptep_get()
+            if not pte:
+                continue
+            if not pte & present:  # !pte_present()
+                # copy_nonpresent_pte(): a swap entry is shared, its slot gains a reference
+                swap_duplicate(kern, swp_entry(*fmt.pte_to_swp_entry(pte)))
+                dst_mm.rss_swap += 1
+                set_pte_at(dst_mm, a, dst_pa + (k << 3), pte)
+                copied += 1
+                continue
+            page = vm_normal_page(src, a, pte)
+            if page is not None:
+                page._count += 1  # get_page()
+                page._mapcount += 1  # page_dup_rmap()
+                if page.mapping & 1:
+                    dst_mm.rss_anon += 1
+                elif page.flags >> 18 & 1:
+                    dst_mm.rss_shmem += 1
+                else:
+                    dst_mm.rss_file += 1
+            if cow and pte & write:  # pte_write()
+                pte = pte_wrprotect(pte)  # ptep_set_wrprotect() on the parent too
+                set_pte_at(src_mm, a, src_pa + (k << 3), pte)
+            if shared:
+                pte = pte_mkclean(pte)
+            pte = pte_mkold(pte)
+            set_pte_at(dst_mm, a, dst_pa + (k << 3), pte)
             copied += 1
-            continue
-        page = vm_normal_page(src, addr, pte)
-        if page is not None:
-            page._count += 1  # get_page()
-            page._mapcount += 1  # page_dup_rmap()
-            if page.mapping & 1:
-                dst_mm.rss_anon += 1
-            elif page.flags >> 18 & 1:
-                dst_mm.rss_shmem += 1
-            else:
-                dst_mm.rss_file += 1
-        if cow and fmt.pte_write(pte):
-            pte = fmt.pte_wrprotect(pte)  # ptep_set_wrprotect() on the parent too
-            set_pte_at(src_mm, addr, src_pa, pte)
-        if src.vm_flags & VM.SHARED:
-            pte = fmt.pte_mkclean(pte)
-        pte = fmt.pte_mkold(pte)
-        set_pte_at(dst_mm, addr, dst_pa, pte)
-        copied += 1
     return copied
 
 

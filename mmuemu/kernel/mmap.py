@@ -23,9 +23,10 @@ from mmuemu.kernel.interval_tree import (
     vma_interval_tree_remove,
 )
 from mmuemu.kernel.mm_types import (
-    VM, File, MmStruct, VmAreaStruct, update_hiwater_rss,
+    PAGE_MAPPING_ANON, VM, File, MmStruct, VmAreaStruct, update_hiwater_rss,
 )
-from mmuemu.kernel.pgtable import free_pgd_range, ptep_get, ptep_get_and_clear, pte_range, set_pte_at
+from mmuemu.kernel.pgtable import (free_pgd_range, nonempty_ptes, ptep_get, pte_range, pte_tables,
+                                   set_pte_at)
 from mmuemu.kernel.rmap import anon_vma_clone, page_remove_rmap, unlink_anon_vmas
 
 PAGE_SIZE = 4096
@@ -437,33 +438,39 @@ def zap_pte_range(vma: VmAreaStruct, start: int, end: int) -> list[int]:
 
     Returns the pfns whose references must be dropped after the TLB flush
     (the mmu_gather batch: pages are freed only once no TLB can reach them).
+    One table at a time, visiting only its non-empty slots (pte_none() is
+    skipped, as Linux's loop does), with ptep_get_and_clear() and
+    pte_present() inline as Linux has them.
     """
     from mmuemu.kernel.memory import vm_normal_page
     from mmuemu.kernel.filemap import set_page_dirty
-    from mmuemu.kernel.mm_types import PageAnon
 
     mm = vma.vm_mm
     kern = mm.kernel
     fmt = kern.fmt
+    words = kern.phys.words
+    present = fmt.present_mask
+    pte_dirty = fmt.pte_dirty
     batch: list[int] = []
-    for addr, pte_pa in pte_range(mm, start, end):
-        pte = ptep_get(mm, pte_pa)
-        if not pte:
-            continue
-        ptep_get_and_clear(mm, addr, pte_pa)
-        if not fmt.pte_present(pte):
-            # a swap entry: drop its slot reference (and an unused swap-cache page)
-            from mmuemu.kernel.swapfile import free_swap_and_cache, swp_entry
-            free_swap_and_cache(kern, swp_entry(*fmt.pte_to_swp_entry(pte)))
-            mm.rss_swap -= 1
-            continue
-        page = vm_normal_page(vma, addr, pte)
-        if page is None:
-            continue
-        if not PageAnon(page) and fmt.pte_dirty(pte):
-            set_page_dirty(kern, page)
-        page_remove_rmap(page, vma)
-        batch.append(page.pfn)
+    append = batch.append
+    for addr, pte_pa, nr in pte_tables(mm, start, end):
+        first = pte_pa >> 3
+        for k in nonempty_ptes(mm, pte_pa, nr):
+            pte = words[first + k]  # ptep_get_and_clear()
+            words[first + k] = 0
+            if not pte & present:  # !pte_present()
+                # a swap entry: drop its slot reference (and an unused swap-cache page)
+                from mmuemu.kernel.swapfile import free_swap_and_cache, swp_entry
+                free_swap_and_cache(kern, swp_entry(*fmt.pte_to_swp_entry(pte)))
+                mm.rss_swap -= 1
+                continue
+            page = vm_normal_page(vma, addr + (k << 12), pte)
+            if page is None:
+                continue
+            if not page.mapping & PAGE_MAPPING_ANON and pte_dirty(pte):  # !PageAnon()
+                set_page_dirty(kern, page)
+            page_remove_rmap(page, vma)
+            append(page.pfn)
     return batch
 
 

@@ -209,8 +209,9 @@ class BuddyAllocator:
         pcp = self.pcp
         victims = pcp[:count]
         del pcp[:count]
+        free_pages = self.free_pages
         for pfn in victims:
-            self.free_pages(pfn, 0)
+            free_pages(pfn, 0)
 
     def free_unref_page(self, pfn: int) -> None:
         """free_unref_page(): an order-0 frame goes to the pcp list's head;
@@ -229,18 +230,21 @@ class BuddyAllocator:
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """__free_one_page(): return a block, merging with free buddies."""
-        self.stats.nr_free_pages += 1 << order
-        self.stats.frees += 1
+        stats = self.stats
+        stats.nr_free_pages += 1 << order
+        stats.frees += 1
+        free_area = self.free_area
+        order_of = self._order_of
         while order < MAX_ORDER - 1:
             buddy = pfn ^ (1 << order)
-            if self._order_of.get(buddy) != order:
+            if order_of.get(buddy) != order:
                 break
-            del self.free_area[order][buddy]
-            del self._order_of[buddy]
+            del free_area[order][buddy]
+            del order_of[buddy]
             pfn &= buddy
             order += 1
-        self.free_area[order][pfn] = None
-        self._order_of[pfn] = order
+        free_area[order][pfn] = None
+        order_of[pfn] = order
 
     def is_free(self, pfn: int) -> bool:
         """Whether frame ``pfn`` is free: inside a free block or on the pcp

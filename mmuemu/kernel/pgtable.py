@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from mmuemu.hw.pte import ADDR_MASK, PteFormat
+import numpy as np
+
+from mmuemu.hw.pte import ADDR_MASK
 from mmuemu.kernel.mm_types import NO_PTE_TABLE_HINT, MmStruct, VmAreaStruct
 
 PTRS_PER_TABLE = 512
@@ -122,33 +124,48 @@ def ptep_get_and_clear(mm: MmStruct, addr: int, pte_pa: int) -> int:
     return old
 
 
-def pte_range(mm: MmStruct, start: int, end: int) -> Iterator[tuple[int, int]]:
-    """Yield (addr, pte_pa) for each page in [start, end) whose PTE table exists.
-
-    Skips whole 2 MiB (and larger) regions without tables, as the
-    zap_p?d_range() walkers do with p?d_none_or_clear_bad().
+def pte_tables(mm: MmStruct, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """Yield (addr, pte_pa, nr) for each last-level table that exists under
+    [start, end): the PTEs of the ``nr`` pages from ``addr`` are the words
+    from ``pte_pa`` on. This is the granularity of zap_pmd_range() and
+    copy_pmd_range(), which hand one table's range at a time to
+    zap_pte_range() / copy_pte_range(). Whole 2 MiB (and larger) regions
+    without tables are skipped, as with p?d_none_or_clear_bad().
     """
     kern = mm.kernel
     words = kern.phys.words
-    fmt: PteFormat = kern.fmt
+    mask = kern.fmt.table_mask
+    bits = kern.fmt.table_bits
     addr = start
     while addr < end:
         table = mm.pgd
-        skipped = False
-        for level in range(3):
-            entry = words[_entry_pa(table, addr, level) >> 3]
-            if not fmt.table_present(entry):
-                span = 1 << _LEVEL_SHIFT[level]
+        for shift in (39, 30, 21):
+            entry = words[(table >> 3) + ((addr >> shift) & 0x1FF)]
+            if entry & mask != bits:  # !p?d_present()
+                span = 1 << shift
                 addr = (addr & ~(span - 1)) + span
-                skipped = True
                 break
             table = entry & ADDR_MASK
-        if skipped:
-            continue
-        next_pmd = min((addr & ~(PMD_SIZE - 1)) + PMD_SIZE, end)
-        while addr < next_pmd:
-            yield addr, _entry_pa(table, addr, 3)
-            addr += 4096
+        else:
+            next_pmd = min((addr & ~(PMD_SIZE - 1)) + PMD_SIZE, end)
+            yield addr, table + ((addr >> 9) & 0xFF8), (next_pmd - addr) >> 12
+            addr = next_pmd
+
+
+def pte_range(mm: MmStruct, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """Yield (addr, pte_pa) for each page in [start, end) whose PTE table exists
+    (:func:`pte_tables`, one page at a time)."""
+    for addr, pte_pa, nr in pte_tables(mm, start, end):
+        for k in range(nr):
+            yield addr + (k << 12), pte_pa + (k << 3)
+
+
+def nonempty_ptes(mm: MmStruct, pte_pa: int, nr: int) -> list[int]:
+    """The indices k < ``nr`` whose PTE at ``pte_pa + 8 * k`` is not pte_none():
+    what a walk over one table's range visits (zap_pte_range, copy_pte_range),
+    found in one pass over the table instead of a test per slot."""
+    first = pte_pa >> 3
+    return np.flatnonzero(mm.kernel.phys.u64[first:first + nr]).tolist()  # type: ignore[no-any-return]
 
 
 def free_pgd_range(mm: MmStruct, start: int, end: int, floor: int, ceiling: int) -> int:

@@ -125,6 +125,21 @@ def del_page_from_lru_list(kern: "Kernel", page: Page) -> None:
 lru_cache_add = add_page_to_lru_list
 
 
+def release_pages(kern: "Kernel", pages: list[Page]) -> None:
+    """release_pages(): drop one reference on each page, in order; a page
+    whose count reaches zero is freed (off its LRU list, back to the
+    allocator: Kernel.free_page). put_page() for a batch, with the count
+    taken down inline."""
+    free_page = kern.free_page
+    for page in pages:
+        count = page._count - 1  # put_page_testzero()
+        page._count = count
+        if count <= 0:
+            if count < 0:
+                raise AssertionError(f"release_pages: pfn {page.pfn:#x} _count went negative")
+            free_page(page)
+
+
 def activate_page(kern: "Kernel", page: Page) -> None:
     """activate_page(): move an inactive page to the head of its active list."""
     lru = page.lru

@@ -24,7 +24,7 @@ from mmuemu.kernel.mm_types import (
 from mmuemu.kernel.radix_tree import (
     RadixTreeRoot, radix_tree_delete, radix_tree_insert, radix_tree_lookup,
 )
-from mmuemu.kernel.swap import LRU_INACTIVE_ANON, lru_cache_add
+from mmuemu.kernel.swap import LRU_INACTIVE_ANON, lru_cache_add, release_pages
 from mmuemu.kernel.swapfile import (
     get_swap_page, swapcache_free, swapcache_prepare, swp_entry, swp_offset, swp_type,
 )
@@ -213,7 +213,10 @@ def free_swap_cache(kern: "Kernel", page: Page) -> None:
 
 def free_pages_and_swap_cache(kern: "Kernel", pages: list[Page]) -> None:
     """free_pages_and_swap_cache(): the mmu_gather's page batch after the TLB
-    flush: drop each page's swap-cache copy if unused, then the PTE's reference."""
+    flush: drop each page's swap-cache copy if unused, then the PTEs'
+    references (release_pages). The batch still holds a reference on each
+    page, so no page is freed before release_pages() runs."""
     for page in pages:
-        free_swap_cache(kern, page)
-        kern.put_page(page)
+        if page.flags >> PG_swapcache & 1:  # free_swap_cache()'s first test, inline
+            free_swap_cache(kern, page)
+    release_pages(kern, pages)
