@@ -206,7 +206,23 @@ class Kernel:
             raise AssertionError(f"put_page: pfn {page.pfn:#x} _count went negative")
 
     def free_page(self, page: Page) -> None:
-        """__free_pages(): give a frame back to the buddy allocator.
+        """__free_pages(): give a frame back to the buddy allocator."""
+        self.free_pages_prepare(page)
+        self.buddy.free_unref_page(page.pfn)
+        self.vmstat.pgfree += 1
+
+    def free_page_list(self, pages: list[Page]) -> None:
+        """free_unref_page_list(): free_page() for each page, in order, the
+        frames going to the allocator as one list (release_pages())."""
+        prepare = self.free_pages_prepare
+        for page in pages:
+            prepare(page)
+        self.buddy.free_unref_page_list([page.pfn for page in pages])
+        self.vmstat.pgfree += len(pages)
+
+    def free_pages_prepare(self, page: Page) -> None:
+        """free_pages_prepare(): a page about to be freed leaves its LRU list
+        and its state is cleared.
 
         Freeing a page that a PTE still maps is bad_page() in Linux: here it
         raises, since it would let two owners share a frame.
@@ -220,8 +236,6 @@ class Kernel:
         page.mapping = 0
         page.private = 0
         page.kind = "free"
-        self.buddy.free_unref_page(page.pfn)
-        self.vmstat.pgfree += 1
 
     def new_context_id(self) -> int:
         """A fresh ASID/PCID for a new address space."""

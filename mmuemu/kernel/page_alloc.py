@@ -209,9 +209,7 @@ class BuddyAllocator:
         pcp = self.pcp
         victims = pcp[:count]
         del pcp[:count]
-        free_pages = self.free_pages
-        for pfn in victims:
-            free_pages(pfn, 0)
+        self._free_one_pages(victims, 0)
 
     def free_unref_page(self, pfn: int) -> None:
         """free_unref_page(): an order-0 frame goes to the pcp list's head;
@@ -220,6 +218,15 @@ class BuddyAllocator:
         pcp.append(pfn)
         if len(pcp) >= self.pcp_high:
             self.free_pcppages_bulk(self.pcp_batch)
+
+    def free_unref_page_list(self, pfns: list[int]) -> None:
+        """free_unref_page_list(): free_unref_page() for each frame, in order."""
+        pcp = self.pcp
+        high = self.pcp_high
+        for pfn in pfns:
+            pcp.append(pfn)
+            if len(pcp) >= high:
+                self.free_pcppages_bulk(self.pcp_batch)
 
     def drain_pages(self) -> int:
         """drain_all_pages(): empty the pcp list into the buddy lists.
@@ -230,21 +237,32 @@ class BuddyAllocator:
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """__free_one_page(): return a block, merging with free buddies."""
+        self._free_one_pages((pfn,), order)
+
+    def _free_one_pages(self, pfns: "list[int] | tuple[int]", order: int) -> None:
+        """__free_one_page() for each block of 2**order frames in ``pfns``, in
+        order: merge it with its buddy (pfn ^ (1 << order)) while that is a
+        free block of the same order, and list the result."""
+        n = len(pfns)
         stats = self.stats
-        stats.nr_free_pages += 1 << order
-        stats.frees += 1
+        stats.nr_free_pages += n << order
+        stats.frees += n
         free_area = self.free_area
         order_of = self._order_of
-        while order < MAX_ORDER - 1:
-            buddy = pfn ^ (1 << order)
-            if order_of.get(buddy) != order:
-                break
-            del free_area[order][buddy]
-            del order_of[buddy]
-            pfn &= buddy
-            order += 1
-        free_area[order][pfn] = None
-        order_of[pfn] = order
+        top = MAX_ORDER - 1
+        start_order = order
+        for pfn in pfns:
+            order = start_order
+            while order < top:
+                buddy = pfn ^ (1 << order)
+                if order_of.get(buddy) != order:
+                    break
+                del free_area[order][buddy]
+                del order_of[buddy]
+                pfn &= buddy
+                order += 1
+            free_area[order][pfn] = None
+            order_of[pfn] = order
 
     def is_free(self, pfn: int) -> bool:
         """Whether frame ``pfn`` is free: inside a free block or on the pcp

@@ -126,18 +126,19 @@ lru_cache_add = add_page_to_lru_list
 
 
 def release_pages(kern: "Kernel", pages: list[Page]) -> None:
-    """release_pages(): drop one reference on each page, in order; a page
-    whose count reaches zero is freed (off its LRU list, back to the
-    allocator: Kernel.free_page). put_page() for a batch, with the count
-    taken down inline."""
-    free_page = kern.free_page
+    """release_pages(): drop one reference on each page, in order; the pages
+    whose count reaches zero are freed together (Kernel.free_page_list:
+    off their LRU lists, back to the allocator in the same order)."""
+    to_free: list[Page] = []
     for page in pages:
         count = page._count - 1  # put_page_testzero()
         page._count = count
         if count <= 0:
             if count < 0:
                 raise AssertionError(f"release_pages: pfn {page.pfn:#x} _count went negative")
-            free_page(page)
+            to_free.append(page)
+    if to_free:
+        kern.free_page_list(to_free)
 
 
 def activate_page(kern: "Kernel", page: Page) -> None:
