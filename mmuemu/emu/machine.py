@@ -339,7 +339,7 @@ class Machine:
             self._hooks.append(uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._on_tlb_fault))
         else:
             # one native hook: walk → (on failure) the Python page-fault
-            # handler through a ctypes callback → walk again, all from C, so
+            # handler, called from C → walk again, all from C, so
             # a miss the tables resolve never enters Python
             self.native.set_fault_handler(self._on_fault)
             self._hooks.append(hook_add_native(uc, unicorn.UC_HOOK_TLB_FILL,

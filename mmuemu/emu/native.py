@@ -11,7 +11,7 @@ Python module is empty, and this module loads the same shared object with
   hook registered runs only for real faults.
 * ``mmuemu_tlb_fill_faulting`` — the same walk, and on a fault the handler
   set by :meth:`NativeFastPath.set_fault_handler` (the Python page-fault
-  path, one ctypes call with two integers), then the walk again: fast mode's
+  path, called from C with two integers), then the walk again: fast mode's
   single fill hook, without the binding's per-call Python wrapper.
 * ``mmuemu_block`` — a ``UC_HOOK_BLOCK`` callback counting instructions per
   basic block; a new (address, size) is counted once by a Python callback
@@ -42,7 +42,7 @@ from mmuemu.hw.walker import WalkResult
 
 _R = TypeVar("_R", bound="NativeResource")
 
-STATE_VERSION = 5
+STATE_VERSION = 6
 ARCH_CODES: dict[Arch, int] = {Arch.X86_64: 0, Arch.ARM64: 1}
 #: What a count_block callback returns to report failure (emulation stops).
 COUNT_ERROR = 0xFFFF_FFFF
@@ -65,9 +65,8 @@ SOFT_TLB_INITIAL = 256
 CountBlock = Callable[[int, int], int]
 #: ``uint32_t count_block(uint64_t address, uint32_t size)``
 COUNT_BLOCK_CFUNC = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint32)
+#: ``handler(vaddr, access)``: true resolved, false not
 FaultHandler = Callable[[int, int], int]
-#: ``uint32_t fault(uint64_t vaddr, uint32_t access)``: 1 resolved, 0 not
-FAULT_CFUNC = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint32)
 
 
 class SoftTlbSizing(ctypes.Structure):
@@ -134,7 +133,7 @@ class MmuemuState(ctypes.Structure):
         ("ctl", ctypes.c_void_p),
         ("ctl_flush", ctypes.c_uint32),
         ("pad2", ctypes.c_uint32),
-        ("fault_fn", ctypes.c_void_p),
+        ("fault_handler", ctypes.c_void_p),  # PyObject *, borrowed
         ("reg_read", ctypes.c_void_p),
         ("pc_reg", ctypes.c_uint32),
         ("pad3", ctypes.c_uint32),
@@ -318,7 +317,7 @@ class NativeFastPath(NativeResource):
         st.fault_vaddr = NO_FAULT
         self._count_cb: Optional[ctypes._CFunctionType] = None
         self._count_fn: Optional[CountBlock] = None
-        self._fault_cb: Optional[ctypes._CFunctionType] = None
+        self._fault_handler: Optional[FaultHandler] = None
         #: an exception raised by the count_block callback (emulation was stopped)
         self.pending_error: Optional[BaseException] = None
         self._closed = False
@@ -377,16 +376,15 @@ class NativeFastPath(NativeResource):
         runs when the walk faults; 1 says the fault was resolved (the hook walks
         again and fills), 0 that it was not (no fill: the run stops).
 
-        ``fn`` must not raise: an exception would be printed by ctypes and
-        count as 0. (The machine's handler keeps it and stops the run.)
+        The C hook calls ``fn`` itself (vectorcall, with the GIL taken), not
+        through a ctypes callback, which cost about 1,000 instructions a
+        fault. ``fn`` must not raise: an exception would be reported as
+        unraisable and count as 0. (The machine's handler keeps it and stops
+        the run.) This object holds the reference the C state borrows.
         """
-        if fn is None:
-            self._fault_cb = None
-            self._state.fault_fn = None
-            return
-        cb = FAULT_CFUNC(fn)
-        self._fault_cb = cb
-        self._state.fault_fn = _func_addr(cb)
+        self._fault_handler = fn
+        # CPython: id() is the object's address, the PyObject * the C calls
+        self._state.fault_handler = None if fn is None else id(fn)
 
     def capture_fault_pc(self, uc: UcLike, pc_reg: int) -> None:
         """Have ``mmuemu_tlb_fill_faulting`` read the guest pc (register
@@ -625,7 +623,7 @@ class NativeFastPath(NativeResource):
             self._state.count_block = None
             self._count_cb = None
             self._count_fn = None
-            self._state.fault_fn = None
-            self._fault_cb = None  # drops the handler (and what it refers to)
+            self._state.fault_handler = None
+            self._fault_handler = None  # drops the handler (and what it refers to)
             self._closed = True
 

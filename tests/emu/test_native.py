@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import random
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -480,6 +482,52 @@ def test_faulting_hook_unresolved_fault_stops(arch: Arch) -> None:
     assert rig.python_fills == [(LATE_VA, Access.READ)]
     assert rig.native.fills_faulted == 1
     assert rig.uc.reg_read(rig.spec.result_reg) != LATE_VALUE
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_faulting_hook_handler_that_raises_counts_as_unresolved(
+        arch: Arch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C hook calls the handler itself: an exception it raises is reported
+    as unraisable (naming the handler) and the fault as not resolved, so the
+    run stops with the access unfilled instead of unwinding through Unicorn."""
+    rig = make_rig(arch, faulting_hook=True)
+    reported: list[tuple[type, object]] = []
+    monkeypatch.setattr(sys, "unraisablehook",
+                        lambda u: reported.append((u.exc_type, u.object)))
+
+    def handler(vaddr: int, access: int) -> int:
+        rig.python_fills.append((vaddr, access))
+        raise RuntimeError("model failure")
+
+    rig.native.set_fault_handler(handler)
+    with pytest.raises(UcError):
+        _run(rig)
+    assert reported == [(RuntimeError, handler)]
+    assert rig.python_fills == [(LATE_VA, Access.READ)]
+    assert rig.uc.reg_read(rig.spec.result_reg) != LATE_VALUE
+
+
+def test_fault_handler_stays_alive_while_installed() -> None:
+    """The C state borrows the handler: the NativeFastPath keeps it alive, so a
+    handler made on the spot (a closure nobody else holds) still runs."""
+    rig = make_rig(Arch.X86_64, faulting_hook=True)
+    seen: list[int] = []
+
+    def install() -> None:
+        late = rig.tables
+
+        def handler(vaddr: int, access: int) -> int:
+            seen.append(vaddr)
+            late.map(LATE_VA, LATE_PFN, late.fmt.protection_map(VmProt(True, False, False, False)))
+            return 1
+
+        rig.native.set_fault_handler(handler)
+
+    install()
+    gc.collect()
+    _run(rig)
+    assert seen == [LATE_VA]
+    assert rig.uc.reg_read(rig.spec.result_reg) == LATE_VALUE
 
 
 def test_hook_del_native() -> None:

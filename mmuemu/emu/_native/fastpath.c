@@ -38,7 +38,7 @@ typedef struct mmuemu_uc_tlb_entry {    /* struct uc_tlb_entry */
 #include "softtlb.h"
 
 /* ---- the shared state (mirrored by MmuemuState in native.py) ----------- */
-#define MMUEMU_STATE_VERSION 5u
+#define MMUEMU_STATE_VERSION 6u
 #define MMUEMU_ARCH_X86_64 0u
 #define MMUEMU_ARCH_ARM64 1u
 #define MMUEMU_LEVELS 4
@@ -52,9 +52,6 @@ typedef struct mmuemu_uc_tlb_entry {    /* struct uc_tlb_entry */
 typedef uint32_t (*mmuemu_count_block_fn)(uint64_t address, uint32_t size);
 typedef int (*mmuemu_stop_fn)(uc_engine *uc);
 typedef int (*mmuemu_ctl_fn)(uc_engine *uc, int control, ...);
-/* the page-fault handler (Python, through ctypes): 1 = resolved, walk again;
- * 0 = not resolved (a signal, or an error that stopped emulation) */
-typedef uint32_t (*mmuemu_fault_fn)(uint64_t vaddr, uint32_t type);
 typedef int (*mmuemu_reg_read_fn)(uc_engine *uc, int regid, void *value);
 
 struct mmuemu_state {
@@ -95,8 +92,12 @@ struct mmuemu_state {
     mmuemu_ctl_fn ctl;          /* libunicorn uc_ctl */
     uint32_t ctl_flush;         /* UC_CTL_TLB_FLUSH | UC_CTL_IO_WRITE << 30 */
     uint32_t pad2;
-    mmuemu_fault_fn fault_fn;   /* mmuemu_tlb_fill_faulting's handler, or NULL */
-    /* what a fault tracer reads while fault_fn runs: the faulting address and
+    /* mmuemu_tlb_fill_faulting's page-fault handler, or NULL: a Python callable,
+     * handler(vaddr, type), true = resolved (walk again), false = not resolved
+     * (a signal, or an error that stopped emulation). Borrowed: NativeFastPath
+     * holds the reference while it is set. */
+    PyObject *fault_handler;
+    /* what a fault tracer reads while the handler runs: the faulting address and
      * the guest pc, read once in C (reg_read NULL: not captured). fault_vaddr
      * is MMUEMU_NO_FAULT outside the handler, so a stale pc is never used. */
     mmuemu_reg_read_fn reg_read; /* libunicorn uc_reg_read, or NULL */
@@ -266,14 +267,44 @@ MMUEMU_EXPORT bool mmuemu_tlb_fill(uc_engine *uc, uint64_t vaddr, int type,
     return false;
 }
 
+/*
+ * Call the page-fault handler: handler(vaddr, type) with the GIL taken
+ * (Unicorn's binding releases it for uc_emu_start), through vectorcall:
+ * about a third of what a ctypes callback costs, which converts each
+ * argument through its type descriptor and calls with a new tuple. An
+ * exception is reported as unraisable and counts as "not resolved", as
+ * ctypes did; the machine's handler catches its own and stops the run.
+ */
+static uint32_t call_fault_handler(PyObject *handler, uint64_t vaddr, uint32_t type)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *args[2] = {PyLong_FromUnsignedLongLong(vaddr), PyLong_FromUnsignedLong(type)};
+    PyObject *ret = NULL;
+    int resolved = 0;
+
+    if (args[0] && args[1])
+        ret = PyObject_Vectorcall(handler, args, 2, NULL);
+    if (ret)
+        resolved = PyObject_IsTrue(ret);
+    if (PyErr_Occurred()) {
+        PyErr_WriteUnraisable(handler);
+        resolved = 0;
+    }
+    Py_XDECREF(ret);
+    Py_XDECREF(args[0]);
+    Py_XDECREF(args[1]);
+    PyGILState_Release(gil);
+    return resolved > 0;
+}
+
 /**
  * mmuemu_tlb_fill_faulting - UC_HOOK_TLB_FILL callback: mmuemu_tlb_fill,
- * then, when the walk faults, s->fault_fn (the page-fault path) and, if that
+ * then, when the walk faults, s->fault_handler (the page-fault path) and, if that
  * resolved the fault, mmuemu_tlb_fill again.
  *
  * The same calls, in the same order and with the same counting, as three
  * hooks registered in a row (walk, Python fault hook, walk), without the
- * Unicorn binding's per-call Python wrapper: one ctypes callback with two
+ * Unicorn binding's per-call Python wrapper: one Python call with two
  * integer arguments per page fault. With s->reg_read set, the guest pc is
  * read first and published, with the address, in fault_pc / fault_vaddr
  * for the duration of the handler (a tracer's record of the fault).
@@ -297,11 +328,11 @@ MMUEMU_EXPORT bool mmuemu_tlb_fill_faulting(uc_engine *uc, uint64_t vaddr, int t
 
     if (mmuemu_tlb_fill(uc, vaddr, type, result, user_data))
         return true;
-    if (!s->fault_fn)
+    if (!s->fault_handler)
         return false;
     if (s->reg_read && s->reg_read(uc, (int)s->pc_reg, &s->fault_pc) == 0)
         s->fault_vaddr = vaddr;
-    resolved = s->fault_fn(vaddr, (uint32_t)type);
+    resolved = call_fault_handler(s->fault_handler, vaddr, (uint32_t)type);
     s->fault_vaddr = MMUEMU_NO_FAULT;
     ok = resolved && mmuemu_tlb_fill(uc, vaddr, type, result, user_data);
     if (__builtin_expect(s->flush_deferred, 0)) {
@@ -557,7 +588,7 @@ MMUEMU_EXPORT uint32_t mmuemu_state_offset(uint32_t field)
         offsetof(struct mmuemu_state, ctl),
         offsetof(struct mmuemu_state, ctl_flush),
         offsetof(struct mmuemu_state, pad2),
-        offsetof(struct mmuemu_state, fault_fn),
+        offsetof(struct mmuemu_state, fault_handler),
         offsetof(struct mmuemu_state, reg_read),
         offsetof(struct mmuemu_state, pc_reg),
         offsetof(struct mmuemu_state, pad3),
