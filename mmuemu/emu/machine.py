@@ -686,6 +686,8 @@ class Machine:
             else:
                 self.warn_kernel(message)
         self.final_mm_stats[task.pid] = mm_counters(task.mm)
+        if self.tracer is not None:
+            self.tracer.hand_over()  # the writer works while the address space is torn down
         do_exit(task, code, signal)
         if self.tracer is not None:
             self.tracer.exit(task, code, signal)

@@ -1,6 +1,6 @@
 """The trace writer process: the same bytes as writing inline, and failures reported.
 
-:class:`FaultTracer` hands its records to a forked child by default. These
+:class:`FaultTracer` hands its records to a child process by default. These
 tests run the same guests with the writer in the child and inline and
 compare the files byte for byte (across several batches and chunk
 boundaries), and check that a child that fails, or a writer dropped without
@@ -55,6 +55,38 @@ def test_the_writer_process_writes_the_bytes_of_an_inline_writer(
     assert t_bg.stats()["writer"] == "process" and t_in.stats()["writer"] == "inline"
     assert t_bg.stats()["events"] == t_in.stats()["events"] == len(events)
     assert t_bg.stats()["cpu_seconds"] > 0
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_records_are_handed_over_before_each_exit(tmp_path: Path, arch: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine sends the waiting records before a task's teardown, so the
+    writer process derives them during exit_mmap; with two exits (fork) the
+    file is still the inline writer's, byte for byte."""
+    import mmuemu.emu.machine as machine_module
+
+    args = ["64"]
+    waiting_at_exit: list[int] = []
+    tracers: list[FaultTracer] = []
+    real_do_exit = machine_module.do_exit
+
+    def do_exit(task: Any, code: int, signal: int = 0) -> None:
+        waiting_at_exit.append(len(tracers[-1]._pending))
+        real_do_exit(task, code, signal)
+
+    monkeypatch.setattr(machine_module, "do_exit", do_exit)
+    out = {}
+    for background in (True, False):
+        out[background] = tmp_path / f"{background}.mmtrace"
+        with FaultTracer(out[background], argv=args, background=background) as tracer:
+            tracers.append(tracer)
+            Machine(guest_path(arch, "cow_fork"), args, rconfig=RunConfig(root=str(tmp_path)),
+                    tracer=tracer).run()
+    # the child's exit and the parent's: nothing waiting with the writer process,
+    # a partial chunk waiting inline
+    assert len(waiting_at_exit) == 4
+    assert waiting_at_exit[:2] == [0, 0] and all(n > 0 for n in waiting_at_exit[2:])
+    assert out[True].read_bytes() == out[False].read_bytes()
 
 
 class _RecordingSink:
