@@ -125,6 +125,10 @@ class Kernel:
         page = mem_map[pfn]
         if page is None:  # the frame's first use: its struct page, as prep_new_page leaves it
             page = mem_map[pfn] = Page(pfn, 0, 1, -1, 0, 0, 0, None, kind)
+            # __GFP_ZERO has nothing to clear: the frame holds what boot left
+            # there, zeroes (PhysMem starts zeroed, and a frame is written only
+            # once allocated). The guest's first write pays the host's first
+            # touch instead; clear_page() was about 0.4 µs of Python a fault.
         else:  # prep_new_page()
             page.flags = 0
             page._count = 1
@@ -134,8 +138,8 @@ class Kernel:
             page.private = 0
             page.lru = None
             page.kind = kind
-        if zero:
-            self.phys.zero_frame(pfn)
+            if zero:
+                self.phys.zero_frame(pfn)
         self.vmstat.pgalloc += 1
         return page
 
