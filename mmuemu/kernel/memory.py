@@ -90,7 +90,10 @@ def vm_normal_page(vma: VmAreaStruct, addr: int, pte: int) -> Page | None:
 
 def do_set_pte(vma: VmAreaStruct, address: int, page: Page, pte_pa: int,
                write: bool, anon: bool) -> None:
-    """do_set_pte(): install a PTE for ``page`` (caller holds a page reference for it)."""
+    """do_set_pte(): install a PTE for ``page`` (caller holds a page reference for it).
+
+    The fault path calls it with ``write`` and ``anon`` positional: Python
+    3.11 specializes no call with keyword arguments."""
     entry = page.pfn << 12 | vma.vm_page_prot  # mk_pte(): pfn_pte(page_to_pfn(page), vm_page_prot)
     if write:  # pte_mkwrite(pte_mkdirty())
         fmt = vma.vm_mm.kernel.fmt
@@ -207,10 +210,10 @@ def do_anonymous_page(vmf: VmFault) -> int:
         return _NONE
     if vma.anon_vma is None:  # anon_vma_prepare()'s inline test
         anon_vma_prepare(vma)
-    page = kern.alloc_page(zero=True)  # alloc_zeroed_user_highpage_movable
+    page = kern.alloc_page("user", True)  # alloc_zeroed_user_highpage_movable (zero)
     page.flags |= _PG_UPTODATE  # __SetPageUptodate()
     do_set_pte(vma, vmf.address, page, vmf.pte_pa,
-               write=bool(vma.vm_flags & _VM_WRITE), anon=True)
+               vma.vm_flags & _VM_WRITE != 0, True)  # write, anon
     vmf.kind = _KIND_ANON
     return _NONE
 
@@ -517,7 +520,7 @@ def wp_page_copy(vmf: VmFault) -> int:
     kern.cacheflush.flush_cache_page(vma, vmf.address,
                                      (vmf.orig_pte & ADDR_MASK) >> 12)  # pte_pfn()
     ptep_clear_flush(vma, vmf.address, vmf.pte_pa)
-    do_set_pte(vma, vmf.address, new_page, vmf.pte_pa, write=True, anon=True)
+    do_set_pte(vma, vmf.address, new_page, vmf.pte_pa, True, True)  # write, anon
     if old_page is not None:  # put_page() for the PTE's reference, then for ours
         if old_page._count > 2:  # (do_wp_page's): neither is the last, inline
             old_page._count -= 2
