@@ -223,7 +223,9 @@ def start_writer() -> "BackgroundWriter":
 
 def deriving_sink(setup: tuple[str, TraceHeader, str, Any, float]) -> _DerivingSink:
     """The writer process's sink, from what :meth:`FaultTracer.attach` sends:
-    the trace path, its header, the architecture, the PTE format and the CPI."""
-    path, header, arch, fmt, cpi = setup
+    the trace path, its header, the architecture, the PTE format's class and
+    the CPI."""
+    path, header, arch, fmt_class, cpi = setup
+    fmt = fmt_class()
     return _DerivingSink(open_writer(path, header),
                          RecordDeriver(arch, fmt.pte_present, fmt.pte_pfn, cpi))

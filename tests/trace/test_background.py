@@ -215,3 +215,26 @@ def test_the_cli_reports_the_writer(tmp_path: Path) -> None:
         assert stats[writer]["writer"] == writer
     assert stats["process"]["events"] == stats["inline"]["events"] > 40
     assert (tmp_path / "process.jsonl").read_bytes() == (tmp_path / "inline.jsonl").read_bytes()
+
+
+def test_the_writer_gets_the_pte_formats_class_not_the_machines_object(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pickling an object reads its __dict__, and Python 3.11 then stops
+    specializing reads of its attributes: the fault path reads the PTE
+    format's masks on every fault, so the machine's format object must not
+    be what is pickled for the writer process."""
+    sent: list[Any] = []
+    real_start = BackgroundWriter.start
+
+    def start(self: BackgroundWriter, setup: Any) -> None:
+        sent.append(setup)
+        real_start(self, setup)
+
+    monkeypatch.setattr(BackgroundWriter, "start", start)
+    with FaultTracer(tmp_path / "t.mmtrace", argv=["8"], background=True) as tracer:
+        m = Machine(guest_path("x86_64", "anon_touch"), ["8"],
+                    rconfig=RunConfig(root=str(tmp_path)), tracer=tracer)
+        m.run()
+    (setup,) = sent
+    assert not any(item is m.kern.fmt for item in setup)
+    assert type(m.kern.fmt) in setup
