@@ -250,10 +250,10 @@ class RawMapper:
         mm = self.task.mm
         fmt = kern.fmt
         phys = kern.phys
+        # frames never allocated since boot hold zeroes already (Kernel.alloc_page)
         mem_map = kern.buddy.mem_map
         if any(mem_map[pfn] is not None for pfn in range(first_pfn, first_pfn + count)):
             phys.buf[first_pfn << 12:(first_pfn + count) << 12] = 0
-        # (frames never allocated since boot hold zeroes already, as Kernel.alloc_page relies on)
         anon_vma_prepare(vma)
         writable = bool(vma.vm_flags & VM.WRITE)
         pte_pas = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Callable
 
 from mmuemu.config import KernelConfig
@@ -211,11 +212,9 @@ class Kernel:
 
     def free_page(self, page: Page) -> None:
         """__free_pages(): give a frame back to the buddy allocator."""
-        self.free_pages_prepare(page)
-        self.buddy.free_unref_page(page.pfn)
-        self.vmstat.pgfree += 1
+        self.free_page_list((page,))
 
-    def free_page_list(self, pages: list[Page]) -> None:
+    def free_page_list(self, pages: Sequence[Page]) -> None:
         """free_unref_page_list(): free_page() for each page, in order, the
         frames going to the allocator as one list (release_pages())."""
         prepare = self.free_pages_prepare

@@ -17,6 +17,7 @@ counted in NR_FREE_PAGES, as in Linux.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mmuemu.kernel.mm_types import Page
@@ -214,12 +215,9 @@ class BuddyAllocator:
     def free_unref_page(self, pfn: int) -> None:
         """free_unref_page(): an order-0 frame goes to the pcp list's head;
         at ``high`` listed frames, ``batch`` of the oldest go back to the buddy."""
-        pcp = self.pcp
-        pcp.append(pfn)
-        if len(pcp) >= self.pcp_high:
-            self.free_pcppages_bulk(self.pcp_batch)
+        self.free_unref_page_list((pfn,))
 
-    def free_unref_page_list(self, pfns: list[int]) -> None:
+    def free_unref_page_list(self, pfns: Sequence[int]) -> None:
         """free_unref_page_list(): free_unref_page() for each frame, in order."""
         pcp = self.pcp
         high = self.pcp_high
