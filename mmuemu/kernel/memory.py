@@ -1,13 +1,13 @@
 """The page-fault path (mm/memory.c).
 
-    handle_mm_fault (→ __handle_mm_fault, inline) → handle_pte_fault
+    handle_mm_fault (→ __handle_mm_fault → handle_pte_fault, both inline)
         pte none, anonymous VMA  → do_anonymous_page   (zero page on read)
         pte none, file VMA       → do_linear_fault → do_read_fault (+ do_fault_around)
                                                    → do_cow_fault
                                                    → do_shared_fault
         pte not present          → do_swap_page
         write, pte read-only     → do_wp_page → wp_page_reuse / wp_page_copy / wp_page_shared
-        otherwise                → mark young/dirty (access-flag / spurious fault)
+        otherwise                → mark_pte_accessed (access-flag / spurious fault)
 
 Structure and names are Linux 3.15+'s (do_linear_fault dispatching to
 do_read_fault/do_cow_fault/do_shared_fault, fault-around in do_read_fault);
@@ -94,16 +94,26 @@ def do_set_pte(vma: VmAreaStruct, address: int, page: Page, pte_pa: int,
 
     The fault path calls it with ``write`` and ``anon`` positional: Python
     3.11 specializes no call with keyword arguments."""
+    mm = vma.vm_mm
+    kern = mm.kernel
     entry = page.pfn << 12 | vma.vm_page_prot  # mk_pte(): pfn_pte(page_to_pfn(page), vm_page_prot)
     if write:  # pte_mkwrite(pte_mkdirty())
-        fmt = vma.vm_mm.kernel.fmt
-        entry = (entry | fmt.write_dirty_set) & ~fmt.write_dirty_clear
+        fmt = kern.fmt
+        entry |= fmt.write_dirty_set
+        clear = fmt.write_dirty_clear
+        if clear:  # (none on x86-64: an AND of a 64-bit entry costs twice an OR)
+            entry &= ~clear
     if anon:
         page_add_new_anon_rmap(page, vma, address)
-        lru_cache_add(vma.vm_mm.kernel, page, LRU_ACTIVE_ANON)
+        lru_cache_add(kern, page, LRU_ACTIVE_ANON)
     else:
         page_add_file_rmap(page, vma)
-    set_pte_at(vma.vm_mm, address, pte_pa, entry)
+    # set_pte_at(), inline (a call fewer on every anonymous and COW fault):
+    # the arch hook for a present PTE it does not skip, then the store
+    hook = kern.set_pte_hook
+    if hook is not None and entry & kern.fmt.present_mask and not entry & kern.set_pte_hook_skip:
+        hook(mm, address, entry)
+    kern.phys.words[pte_pa >> 3] = entry
     # no need to invalidate: it was non-present before
 
 
@@ -134,19 +144,51 @@ def handle_mm_fault(vma: VmAreaStruct, address: int, flags: int,
     # __handle_mm_fault(), inline (a call fewer on every fault): build the
     # vm_fault, allocate the page tables down to the PTE, handle_pte_fault()
     pgoff = ((address - vma.vm_start) >> 12) + vma.vm_pgoff  # linear_page_index()
+    mm = vma.vm_mm
     if vmf is None:
         vmf = VmFault(vma, address & ~0xFFF, address, flags, pgoff)
-    else:  # every field set again, as a new one would have them, without an allocation
-        vmf.__init__(vma, address & ~0xFFF, address, flags, pgoff)  # type: ignore[misc]
-    mm = vma.vm_mm
+    else:  # every field set again, as a new one would have them: stores, not a call
+        vmf.vma = vma
+        vmf.address = address & ~0xFFF
+        vmf.real_address = address
+        vmf.flags = flags
+        vmf.pgoff = pgoff
+        vmf.pte_pa = 0
+        vmf.orig_pte = 0
+        vmf.page = None
+        vmf.cow_page = None
+        vmf.kind = _KIND_SPURIOUS
+        vmf.detail = ""
+    kern = mm.kernel
+    words = kern.phys.words
+    # pte_offset_alloc()'s first test, inline: the table of the last fault
+    key, i, entry, table = mm.pte_table_hint
     try:
-        vmf.pte_pa = pte_offset_alloc(mm, address)
-        ret = handle_pte_fault(vmf)
+        if key == address >> 21 and words[i] == entry:
+            pte_pa = table + ((address >> 9) & 0xFF8)  # + pte_index(address) * 8
+        else:
+            pte_pa = pte_offset_alloc(mm, address)
+        vmf.pte_pa = pte_pa
+        # handle_pte_fault(), inline (a call fewer on every fault): classify
+        # the PTE and call its handler
+        entry = vmf.orig_pte = words[pte_pa >> 3]  # ptep_get()
+        fmt = kern.fmt
+        if not entry & fmt.present_mask:  # !pte_present()
+            if entry:
+                ret = do_swap_page(vmf)
+            elif vma.vm_ops is None:  # pte_none(), vma_is_anonymous()
+                ret = do_anonymous_page(vmf)
+            else:
+                ret = do_linear_fault(vmf)
+        elif flags & _FAULT_WRITE and not entry & fmt.write_mask:  # !pte_write()
+            ret = do_wp_page(vmf)
+        else:
+            ret = mark_pte_accessed(vmf, entry)
     except OutOfMemory:  # a page table or the page itself
         ret = VmFaultReason.OOM
     # mm_account_fault(), inline: PGFAULT unless the fault is retried;
     # per-task maj/min only for successful faults
-    vmstat = mm.kernel.vmstat
+    vmstat = kern.vmstat
     if ret & _ERROR_OR_RETRY:
         if not ret & _RETRY:
             vmstat.pgfault += 1
@@ -163,23 +205,15 @@ def handle_mm_fault(vma: VmAreaStruct, address: int, flags: int,
     return ret, vmf
 
 
-def handle_pte_fault(vmf: VmFault) -> int:
-    """handle_pte_fault(): classify the PTE and call the handler."""
+def mark_pte_accessed(vmf: VmFault, entry: int) -> int:
+    """handle_pte_fault()'s last case: the present PTE already allows the
+    access. Set its young bit (and dirty, for a write) if they are missing
+    (ptep_set_access_flags); otherwise the fault came from a stale
+    translation and only the TLB entry goes (flush_tlb_fix_spurious_fault)."""
     vma = vmf.vma
     mm = vma.vm_mm
-    kern = mm.kernel
-    fmt = kern.fmt
-    entry = kern.phys.words[vmf.pte_pa >> 3]  # ptep_get()
-    vmf.orig_pte = entry
-    if not entry & fmt.present_mask:  # !pte_present()
-        if not entry:  # pte_none()
-            if vma.vm_ops is None:  # vma_is_anonymous()
-                return do_anonymous_page(vmf)
-            return do_linear_fault(vmf)
-        return do_swap_page(vmf)
+    fmt = mm.kernel.fmt
     if vmf.flags & _FAULT_WRITE:
-        if not entry & fmt.write_mask:  # !pte_write()
-            return do_wp_page(vmf)
         entry = fmt.pte_mkdirty(entry)
     entry = fmt.pte_mkyoung(entry)
     vmf.kind = _KIND_SPURIOUS
@@ -453,7 +487,10 @@ def wp_page_reuse(vmf: VmFault) -> int:
     # flush_cache_page(), straight to the architecture's hook (a call fewer)
     kern.cacheflush.flush_cache_page(vma, vmf.address, (orig & ADDR_MASK) >> 12)  # pte_pfn()
     # pte_mkwrite(pte_mkdirty(pte_mkyoung()))
-    entry = (orig | fmt.young_bits | fmt.write_dirty_set) & ~fmt.write_dirty_clear
+    entry = orig | fmt.young_bits | fmt.write_dirty_set
+    clear = fmt.write_dirty_clear
+    if clear:
+        entry &= ~clear
     set_pte_at(mm, vmf.address, vmf.pte_pa, entry)
     return _WRITE
 

@@ -34,33 +34,31 @@ CASES = [
 
 def _run(arch: str, argv: list[str], mem: Optional[int], mode: str, root: Path,
          clear_every_frame: bool) -> list[bool]:
-    """For each struct page made by alloc_page: was its frame zero. (The guest
-    writes to the process's stdout: the caller captures it.)"""
+    """For each frame alloc_page hands out for the first time (when its struct
+    page is made): was the frame zero. (The guest writes to the process's
+    stdout: the caller captures it.)"""
     rams: list[physmem.PhysMem] = []
     zero_at_first_use: list[bool] = []
+    handed_out: set[int] = set()
     real_init = physmem.PhysMem.__init__
-    real_page = kernel_module.Page
     real_alloc = kernel_module.Kernel.alloc_page
 
     def init(self: physmem.PhysMem, size: int) -> None:
         real_init(self, size)
         rams.append(self)
 
-    def page(pfn: int, *rest: Any) -> Any:
-        zero_at_first_use.append(not rams[-1].buf[pfn << 12:(pfn + 1) << 12].any())
-        return real_page(pfn, *rest)
-
-    def alloc_clearing(self: Any, kind: str = "user", zero: bool = False) -> Any:
+    def alloc(self: Any, kind: str = "user", zero: bool = False) -> Any:
         p = real_alloc(self, kind, zero)
-        if zero:
+        if p.pfn not in handed_out:  # alloc_page writes nothing into a fresh frame
+            handed_out.add(p.pfn)
+            zero_at_first_use.append(not rams[-1].buf[p.pfn << 12:(p.pfn + 1) << 12].any())
+        if clear_every_frame and zero:
             self.phys.zero_frame(p.pfn)
         return p
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(physmem.PhysMem, "__init__", init)
-        mp.setattr(kernel_module, "Page", page)
-        if clear_every_frame:
-            mp.setattr(kernel_module.Kernel, "alloc_page", alloc_clearing)
+        mp.setattr(kernel_module.Kernel, "alloc_page", alloc)
         kconfig = KernelConfig() if mem is None else KernelConfig(mem_bytes=mem)
         m = Machine(guest(arch, argv[0]), argv[1:], kconfig, RunConfig(mode=mode, root=str(root)))
         result = m.run()
