@@ -609,6 +609,11 @@ ARM64_MAX_TLBI_OPS = 512
 Sink = Callable[[TlbiOp], object]
 
 
+#: the names flush_tlb_page counts its one op under (issue_op's key, inline there)
+_INVLPG = Invlpg.NAME
+_TLBI_VALE1IS = TlbiVale1is.NAME
+
+
 class LinuxTlbFlush(abc.ABC):
     """The TLB maintenance Linux does, as architected ops sent to a sink.
 
@@ -724,7 +729,11 @@ class X86TlbFlush(LinuxTlbFlush):
         if mm != self.current:
             self._flush_all(mm)  # (nothing if mm has no PCID here)
             return
-        self.issue_op(Invlpg, addr >> PAGE_SHIFT, self.current_pcid)  # flush_tlb_one_user()
+        # flush_tlb_one_user(): issue_op(Invlpg, ...), inline (every COW break)
+        counts = self.counts
+        counts[_INVLPG] = counts.get(_INVLPG, 0) + 1
+        if self.sink is not None:
+            self.sink(Invlpg(addr >> PAGE_SHIFT, self.current_pcid))
 
     def flush_tlb_range(self, mm: Hashable, start: int, end: int) -> None:
         """flush_tlb_mm_range(): INVLPG at start, start + 4096, ... below end
@@ -783,8 +792,11 @@ class Arm64TlbFlush(LinuxTlbFlush):
 
     def flush_tlb_page(self, mm: Hashable, addr: int) -> None:
         asid = self.asids.get(mm)
-        if asid is not None:
-            self.issue_op(TlbiVale1is, addr >> PAGE_SHIFT, asid)
+        if asid is not None:  # issue_op(TlbiVale1is, ...), inline (every COW break)
+            counts = self.counts
+            counts[_TLBI_VALE1IS] = counts.get(_TLBI_VALE1IS, 0) + 1
+            if self.sink is not None:
+                self.sink(TlbiVale1is(addr >> PAGE_SHIFT, asid))
 
     def flush_tlb_range(self, mm: Hashable, start: int, end: int) -> None:
         """__flush_tlb_range(): start and end rounded out to pages, TLBI VAE1IS

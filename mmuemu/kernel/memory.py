@@ -452,7 +452,15 @@ def do_wp_page(vmf: VmFault) -> int:
     """
     vma = vmf.vma
     kern = vma.vm_mm.kernel
-    page = vm_normal_page(vma, vmf.address, vmf.orig_pte)
+    # vm_normal_page(), inline (every COW break and reuse)
+    orig = vmf.orig_pte
+    if orig & kern.fmt.special_mask:  # pte_special()
+        page = None
+    else:
+        pfn = (orig & ADDR_MASK) >> 12  # pte_pfn()
+        page = kern.buddy.mem_map[pfn]
+        if page is None:
+            page = kern.pfn_to_page(pfn)
     vmf.page = page
     if page is None:
         if vma.vm_flags & _VM_WRITE_SHARED == _VM_WRITE_SHARED:
