@@ -7,7 +7,7 @@ setup(
     ext_modules=[
         Extension(
             "mmuemu.emu._fastpath",
-            ["mmuemu/emu/_native/fastpath.c"],
+            ["mmuemu/emu/_native/fastpath.c", "mmuemu/emu/_native/sigint_watch.c"],
             depends=["mmuemu/emu/_native/pte_bits.h", "mmuemu/emu/_native/softtlb.h"],
             extra_compile_args=_CFLAGS,
         ),

@@ -37,7 +37,8 @@ from mmuemu.emu.cpu import CPUS
 from mmuemu.emu.exact import ExactMmu, TlbMaintenance, hw_stats
 from mmuemu.emu.fault_address import effective_address
 from mmuemu.emu.interrupt import InterruptWatcher
-from mmuemu.emu.native import UNCACHED_BLOCK, NativeFastPath, hook_add_native, uc_tlb_flusher
+from mmuemu.emu.native import (UNCACHED_BLOCK, NativeFastPath, emu_starter, hook_add_native,
+                               uc_tlb_flusher)
 from mmuemu.emu.raw import RawMapper
 from mmuemu.hw.cache import CacheMaintenance
 from mmuemu.hw.physmem import PhysMem
@@ -725,7 +726,8 @@ class Machine:
         time_limit = self.rconfig.time_limit
         start = time.perf_counter()
         stop_reason = "exit"
-        with InterruptWatcher(uc.emu_stop) as interrupt:
+        emu_start = emu_starter(uc)  # uc.emu_start, keeping the GIL
+        with InterruptWatcher(uc) as interrupt:
             while True:
                 nxt = self._pick_next()
                 if nxt is None:
@@ -751,7 +753,7 @@ class Machine:
                 insns0 = self.native.insns
                 err: Optional[unicorn.UcError] = None
                 try:
-                    uc.emu_start(uc.reg_read(pc_reg), 0, timeout=timeout_us)
+                    emu_start(uc.reg_read(pc_reg), 0, timeout_us, 0)
                 except unicorn.UcError as e:
                     err = e
                 task.insns += self.native.insns - insns0

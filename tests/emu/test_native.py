@@ -26,8 +26,8 @@ from unicorn.unicorn_py3.unicorn import Uc, UcError
 
 from mmuemu._types import Access, Arch
 from mmuemu.emu.native import (
-    COUNT_ERROR, STATE_VERSION, MmuemuState, NativeFastPath, hook_add_native, hook_del_native,
-    load_library, uc_tlb_flusher,
+    COUNT_ERROR, STATE_VERSION, MmuemuState, NativeFastPath, emu_starter, hook_add_native,
+    hook_del_native, load_library, uc_tlb_flusher,
 )
 from mmuemu.hw import walker
 from mmuemu.hw.arm64 import pte as a64
@@ -554,3 +554,77 @@ def test_uc_tlb_flusher_drops_unicorns_cached_translations(arch: Arch) -> None:
     uc_tlb_flusher(rig.uc)()
     _run(rig)
     assert rig.native.fills - first >= 3  # code, data and the late page
+
+
+def _plain_x86_loop(n: int) -> tuple[Uc, int, int]:
+    """A plain Unicorn (no MMU model) with ``n`` turns of ``dec rcx; jnz``:
+    (uc, start, end)."""
+    uc = Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+    code = bytes.fromhex("48ffc9" "75fb")  # dec rcx; jnz -5
+    uc.mem_map(0x1000, 0x1000)
+    uc.mem_write(0x1000, code)
+    uc.reg_write(x86_const.UC_X86_REG_RCX, n)
+    return uc, 0x1000, 0x1000 + len(code)
+
+
+def test_emu_starter_runs_holding_the_gil() -> None:
+    """The guest runs to ``until`` as with the binding's emu_start, and no
+    other Python thread runs meanwhile: with the switch interval long, the
+    GIL leaves the emulating thread only if it lets go, which the binding's
+    emu_start does for the whole run (a spinning thread then counts
+    hundreds of turns while the hooks wait for it: ``_gil_turns_during``)."""
+    uc, start, end = _plain_x86_loop(50_000)
+    turns = _gil_turns_during(uc, lambda: emu_starter(uc)(start, end, 0, 0))
+    assert uc.reg_read(x86_const.UC_X86_REG_RCX) == 0
+    assert turns <= 1
+    uc2, start2, end2 = _plain_x86_loop(50_000)  # the check itself can fail:
+    assert _gil_turns_during(uc2, lambda: uc2.emu_start(start2, end2)) > 100
+
+
+def _gil_turns_during(uc: Uc, run: Any) -> int:
+    """How many times a thread that yields the GIL at every turn ran while
+    ``run()`` emulated ``uc`` (which calls a Python block hook throughout)."""
+    import threading
+    import time
+
+    turns: list[int] = []
+    ready, stop = threading.Event(), threading.Event()
+
+    def spin() -> None:
+        ready.set()
+        while not stop.is_set():
+            turns.append(1)
+            time.sleep(0)  # lets the GIL go, and asks for it back
+
+    uc.hook_add(unicorn.UC_HOOK_BLOCK, lambda *args: None)
+    interval = sys.getswitchinterval()
+    t = threading.Thread(target=spin, daemon=True)
+    try:
+        sys.setswitchinterval(30.0)  # no forced hand-over during the run
+        t.start()
+        ready.wait()
+        before = len(turns)
+        run()
+        during = len(turns) - before
+    finally:
+        stop.set()
+        sys.setswitchinterval(interval)
+        t.join()
+    return during
+
+
+def test_emu_starter_raises_what_a_binding_hook_raised() -> None:
+    uc, start, end = _plain_x86_loop(10)
+
+    def on_code(uc: Any, address: int, size: int, user_data: Any) -> None:
+        raise KeyError("from the hook")
+
+    uc.hook_add(unicorn.UC_HOOK_CODE, on_code)
+    with pytest.raises(KeyError, match="from the hook"):
+        emu_starter(uc)(start, end, 0, 0)
+
+
+def test_emu_starter_raises_ucerror_for_a_failed_start() -> None:
+    uc, _, _ = _plain_x86_loop(1)
+    with pytest.raises(UcError):
+        emu_starter(uc)(0x9000, 0x9004, 0, 0)  # nothing mapped there
