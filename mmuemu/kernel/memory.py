@@ -147,7 +147,8 @@ def handle_mm_fault(vma: VmAreaStruct, address: int, flags: int,
     mm = vma.vm_mm
     if vmf is None:
         vmf = VmFault(vma, address & ~0xFFF, address, flags, pgoff)
-    else:  # every field set again, as a new one would have them: stores, not a call
+    else:  # every field set again, as a new one would have them: stores, not a
+        # call (test_a_reused_vm_fault_is_filled_as_a_new_one_would_be checks them all)
         vmf.vma = vma
         vmf.address = address & ~0xFFF
         vmf.real_address = address
@@ -161,11 +162,12 @@ def handle_mm_fault(vma: VmAreaStruct, address: int, flags: int,
         vmf.detail = ""
     kern = mm.kernel
     words = kern.phys.words
-    # pte_offset_alloc()'s first test, inline: the table of the last fault
-    key, i, entry, table = mm.pte_table_hint
+    # pte_offset_alloc()'s first test, inline: the table of the last fault,
+    # if its PMD entry still points there
+    hint_key, pmd_index, pmd_entry, hint_table = mm.pte_table_hint
     try:
-        if key == address >> 21 and words[i] == entry:
-            pte_pa = table + ((address >> 9) & 0xFF8)  # + pte_index(address) * 8
+        if hint_key == address >> 21 and words[pmd_index] == pmd_entry:
+            pte_pa = hint_table + ((address >> 9) & 0xFF8)  # + pte_index(address) * 8
         else:
             pte_pa = pte_offset_alloc(mm, address)
         vmf.pte_pa = pte_pa
