@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.trace.harness import guest_path
 
 
@@ -42,3 +44,29 @@ def test_sigint_stops_a_guest_looping_in_native_code(tmp_path: Path) -> None:
     st = json.loads(stats.read_text())
     assert st["stop_reason"] == "interrupted" and st["exit_code"] == 130
     assert st["instructions"] > 10_000_000  # it was well into the loop
+
+
+@pytest.mark.parametrize("mode", ["raw", "exact"])
+def test_sigint_stops_raw_and_exact_mode_loops(tmp_path: Path, mode: str) -> None:
+    """The same in the other modes: raw maps every page up front and exact
+    runs every access through its C model, so neither calls into Python
+    while the loop runs; only the native watcher can stop them."""
+    stats = tmp_path / "s.json"
+    proc = subprocess.Popen([sys.executable, "-m", "mmuemu", "run", "-q", "--mode", mode,
+                             "--stats", str(stats), guest_path("x86_64", "tlb_stress"), "64",
+                             "1000000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)
+    try:
+        time.sleep(3)  # past start-up, into the loop
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted (SIGINT)"
+    st = json.loads(stats.read_text())
+    assert st["stop_reason"] == "interrupted" and st["mode"] == mode
+    assert st["instructions"] > 1_000_000
