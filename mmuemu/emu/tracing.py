@@ -335,10 +335,11 @@ class FaultTracer:
         machine.kern.trace = self
 
     def _use_native_recorder(self, machine: "Machine", batch_bytes: int) -> None:
-        """Record faults with :func:`mmuemu.emu._tracerec.record_fault` where it
-        can: fast mode (its fill hook publishes the pc), every fault kind kept,
-        and the extension built; and page and range TLB flushes with
-        ``record_flush`` (when the filter keeps them). Each records the
+        """Record faults with ``record_fault`` (``mmuemu.emu._tracerec``, bound
+        to its ctx by ``fault_recorder``) where it can: fast mode (its fill
+        hook publishes the pc), every fault kind kept, and the extension
+        built; and page and range TLB flushes with ``record_flush`` (bound by
+        ``flush_recorder``, when the filter keeps them). Each records the
         common case and hands the rest to the Python method (:meth:`fault`,
         :meth:`tlb_flush`), so the records are the same either way."""
         if _tracerec is None or machine.exact is not None or machine.raw_mode \
@@ -358,7 +359,7 @@ class FaultTracer:
                [None] * (10 * _MEMO_WAYS), self._insn_memo, [None, None] * _MEMO_WAYS,
                self._vma_memo)
         #: the instance attribute the kernel's trace.fault(...) finds first
-        self.fault = functools.partial(_tracerec.record_fault, ctx)  # type: ignore[method-assign]
+        self.fault = _tracerec.fault_recorder(ctx)  # type: ignore[method-assign]
         if {"flush.tlb_page", "flush.tlb_range"} <= self.events.kinds \
                 and type(self).tlb_flush is FaultTracer.tlb_flush:
             flush_ctx = (self._pending, self._vmas, self._disasm, native.field_addr("insns"),
@@ -366,8 +367,8 @@ class FaultTracer:
                          ids.ids, ids.new, "page", "range", _FLUSH_KINDS["page"],
                          _FLUSH_KINDS["range"], layout, [None] * (10 * _MEMO_WAYS),
                          self._vma_memo)
-            self.tlb_flush = functools.partial(  # type: ignore[method-assign]
-                _tracerec.record_flush, flush_ctx)
+            self.tlb_flush = _tracerec.flush_recorder(  # type: ignore[method-assign]
+                flush_ctx)
 
     def close(self) -> None:
         """Write the waiting events and the end record; later events are dropped.

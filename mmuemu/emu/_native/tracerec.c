@@ -732,29 +732,34 @@ static PyObject *after_record(PyObject *ctx, int pending_i, int batch_i, int dra
     Py_RETURN_NONE;
 }
 
-static PyObject *record_fault(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/*
+ * The fault recorder: FaultTracer.fault in C, a builtin method whose self is
+ * the ctx (fault_recorder binds it), so a call passes the arguments as they
+ * are: no partial's copy with the ctx in front, and 3.11 specializes the
+ * call of a METH_FASTCALL builtin.
+ */
+static PyObject *record_fault(PyObject *ctx, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *ctx;
     int r;
-    (void)self;
 
-    if (nargs != 1 + NARGS) {
-        PyErr_Format(PyExc_TypeError, "record_fault takes %d arguments (%zd given)",
-                     1 + NARGS, nargs);
+    if (nargs != NARGS) {
+        PyErr_Format(PyExc_TypeError, "record_fault takes %d arguments (%zd given)", NARGS,
+                     nargs);
         return NULL;
     }
-    ctx = args[0];
-    if (!PyTuple_Check(ctx) || PyTuple_GET_SIZE(ctx) != CTX_N) {
-        PyErr_SetString(PyExc_TypeError, "record_fault: bad ctx");
-        return NULL;
-    }
-    r = record(ctx, args + 1);
+    r = record(ctx, args);
     if (r < 0)
         return NULL;
     if (r == 0)
-        return PyObject_Vectorcall(PyTuple_GET_ITEM(ctx, CTX_SLOW), args + 1, NARGS, NULL);
+        return PyObject_Vectorcall(PyTuple_GET_ITEM(ctx, CTX_SLOW), args, NARGS, NULL);
     return after_record(ctx, CTX_PENDING, CTX_BATCH, CTX_DRAIN);
 }
+
+static PyMethodDef record_fault_def = {
+    "record_fault", (PyCFunction)(void (*)(void))record_fault, METH_FASTCALL,
+    "record_fault(task, address, access, vmf, vma, major, signal, user)\n"
+    "FaultTracer.fault's record step in C; the Python method (the ctx's slow\n"
+    "path) records whatever this cannot."};
 
 /* ---- TLB-flush events ---------------------------------------------------- */
 
@@ -862,27 +867,51 @@ out:
     return ret;
 }
 
-static PyObject *record_flush(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* The flush recorder: FaultTracer.tlb_flush in C, bound to its ctx as the
+ * fault recorder is. */
+static PyObject *record_flush(PyObject *ctx, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *ctx;
     int r;
-    (void)self;
 
-    if (nargs != 5) {
-        PyErr_Format(PyExc_TypeError, "record_flush takes 5 arguments (%zd given)", nargs);
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "record_flush takes 4 arguments (%zd given)", nargs);
         return NULL;
     }
-    ctx = args[0];
-    if (!PyTuple_Check(ctx) || PyTuple_GET_SIZE(ctx) != FL_N) {
-        PyErr_SetString(PyExc_TypeError, "record_flush: bad ctx");
-        return NULL;
-    }
-    r = record_flush_common(ctx, args + 1);
+    r = record_flush_common(ctx, args);
     if (r < 0)
         return NULL;
     if (r == 0)
-        return PyObject_Vectorcall(PyTuple_GET_ITEM(ctx, FL_SLOW), args + 1, 4, NULL);
+        return PyObject_Vectorcall(PyTuple_GET_ITEM(ctx, FL_SLOW), args, 4, NULL);
     return after_record(ctx, FL_PENDING, FL_BATCH, FL_DRAIN);
+}
+
+static PyMethodDef record_flush_def = {
+    "record_flush", (PyCFunction)(void (*)(void))record_flush, METH_FASTCALL,
+    "record_flush(mm, kind, start, end)\n"
+    "FaultTracer.tlb_flush for a page or range flush in C; the Python method\n"
+    "(the ctx's slow path) handles whatever this cannot."};
+
+/* A recorder: def bound to ctx, once ctx is a tuple of n items. */
+static PyObject *bind(PyMethodDef *def, Py_ssize_t n, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != n) {
+        PyErr_Format(PyExc_TypeError, "%s_recorder takes one ctx tuple of %zd items",
+                     def->ml_name + sizeof "record_" - 1, n);
+        return NULL;
+    }
+    return PyCFunction_New(def, args[0]);
+}
+
+static PyObject *fault_recorder(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    return bind(&record_fault_def, CTX_N, args, nargs);
+}
+
+static PyObject *flush_recorder(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    return bind(&record_flush_def, FL_N, args, nargs);
 }
 
 /* ---- the slot layout ----------------------------------------------------- */
@@ -936,14 +965,14 @@ static PyMethodDef tracerec_methods[] = {
      "slot_layout(vmf_type, task_type, mm_type, vma_type, tree_type)\n"
      "Where the records' attributes lie in objects of these classes (the\n"
      "ctx's layout item)."},
-    {"record_fault", (PyCFunction)(void (*)(void))record_fault, METH_FASTCALL,
-     "record_fault(ctx, task, address, access, vmf, vma, major, signal, user)\n"
-     "FaultTracer.fault's record step in C; the Python method (ctx's slow path)\n"
-     "records whatever this cannot."},
-    {"record_flush", (PyCFunction)(void (*)(void))record_flush, METH_FASTCALL,
-     "record_flush(ctx, mm, kind, start, end)\n"
-     "FaultTracer.tlb_flush for a page or range flush in C; the Python method\n"
-     "(ctx's slow path) handles whatever this cannot."},
+    {"fault_recorder", (PyCFunction)(void (*)(void))fault_recorder, METH_FASTCALL,
+     "fault_recorder(ctx)\n"
+     "record_fault bound to ctx: call it with (task, address, access, vmf, vma,\n"
+     "major, signal, user), as FaultTracer.fault."},
+    {"flush_recorder", (PyCFunction)(void (*)(void))flush_recorder, METH_FASTCALL,
+     "flush_recorder(ctx)\n"
+     "record_flush bound to ctx: call it with (mm, kind, start, end), as\n"
+     "FaultTracer.tlb_flush."},
     {NULL, NULL, 0, NULL},
 };
 
