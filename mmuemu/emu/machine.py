@@ -138,8 +138,9 @@ class UnicornTlb:
 
     def flush_tlb_page(self, mm: MmStruct, addr: int) -> None:
         self.counts["page"] += 1
-        if mm.kernel.trace is not None:
-            mm.kernel.trace.tlb_flush(mm, "page", addr, addr + 4096)
+        trace_tlb_flush = mm.kernel.tracepoints.tlb_flush
+        if trace_tlb_flush is not None:
+            trace_tlb_flush(mm, "page", addr, addr + 4096)
         if self.maint is not None:
             self.maint.flush_tlb_page(mm.context_id, addr)
         if addr >> 12 == self.refill_vpn and self._defer is not None:
@@ -150,16 +151,18 @@ class UnicornTlb:
 
     def flush_tlb_range(self, mm: MmStruct, start: int, end: int) -> None:
         self.counts["range"] += 1
-        if mm.kernel.trace is not None:
-            mm.kernel.trace.tlb_flush(mm, "range", start, end)
+        trace_tlb_flush = mm.kernel.tracepoints.tlb_flush
+        if trace_tlb_flush is not None:
+            trace_tlb_flush(mm, "range", start, end)
         if self.maint is not None:
             self.maint.flush_tlb_range(mm.context_id, start, end)
         self._flush()
 
     def flush_tlb_mm(self, mm: MmStruct) -> None:
         self.counts["mm"] += 1
-        if mm.kernel.trace is not None:
-            mm.kernel.trace.tlb_flush(mm, "mm", 0, 0)
+        trace_tlb_flush = mm.kernel.tracepoints.tlb_flush
+        if trace_tlb_flush is not None:
+            trace_tlb_flush(mm, "mm", 0, 0)
         if self.maint is not None:
             self.maint.flush_tlb_mm(mm.context_id)
         self._flush()

@@ -33,8 +33,11 @@ a run of a few ten thousand faults.
 
 Wiring: ``Machine.__init__`` calls :meth:`FaultTracer.attach` before exec,
 so exec's own faults are traced; ``Machine.run`` calls
-:meth:`FaultTracer.task_exit` when the guest ends; the TLB glue reports
-flushes through ``mm.kernel.trace.tlb_flush``. Tracing only reads machine
+:meth:`FaultTracer.task_exit` when the guest ends. Attaching sets the tracer
+as ``kern.trace``, which binds the kernel's probes
+(:class:`~mmuemu.kernel.tracepoints.Tracepoints`): the fault path calls
+``kern.tracepoints.page_fault`` and the TLB glue ``kern.tracepoints.tlb_flush``,
+the C recorders in fast mode. Tracing only reads machine
 state (page tables through the kernel's own lookup, never the walker), so a
 traced run counts exactly what an untraced one does.
 """
@@ -44,6 +47,7 @@ import ctypes
 import functools
 import operator
 import os
+import struct
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
@@ -84,6 +88,12 @@ _VMA_MEMO_MAX = 4096
 #: their memos of recent objects (tracerec.c: VMA_MEMO_LEN, MEMO_WAYS)
 _VMA_MEMO_LEN: int = getattr(_tracerec, "VMA_MEMO_LEN", 0)
 _MEMO_WAYS: int = getattr(_tracerec, "MEMO_WAYS", 1)
+#: the numbers a recorder's ctx packs (tracerec.c: struct ctx_words): the host
+#: addresses of the native insns, fault_vaddr and fault_pc, guest RAM's address
+#: and size, and the batch size in bytes
+_CTX_WORDS = struct.Struct("=6Q")
+#: bits in the bitmap of cached instructions' pages (tracerec.c: INSN_PAGE_BITS)
+_INSN_PAGE_BITS: int = getattr(_tracerec, "INSN_PAGE_BITS", 8)
 _SENTINEL = 0x5A5A_A5A5_5A5A_A5A5
 
 
@@ -278,6 +288,11 @@ class FaultTracer:
         self._all_faults = FAULT_KINDS <= events.kinds
         #: (mm context id, pc) → instruction text
         self._disasm: dict[tuple[int, int], str] = {}
+        #: a bit per page (pc >> 12, modulo the bitmap's size) of each cached
+        #: instruction, of any address space: the C flush recorder tests a flushed
+        #: page's bit instead of scanning _disasm (a bit set for another page is
+        #: harmless: the Python method then decides)
+        self._insn_pages = bytearray(_INSN_PAGE_BITS // 8)
         #: the C recorder's memo of recent instructions (_MEMO_WAYS entries [context
         #: id, pc, text]): see _forget_insn_memo()
         self._insn_memo: list[Any] = [None, None, None] * _MEMO_WAYS
@@ -345,6 +360,7 @@ class FaultTracer:
         if _tracerec is None or machine.exact is not None or machine.raw_mode \
                 or not self._all_faults or type(self).fault is not FaultTracer.fault \
                 or getattr(_tracerec, "RECORD_SIZE", None) != RECORD.size \
+                or getattr(_tracerec, "WORDS_SIZE", None) != _CTX_WORDS.size \
                 or not _VMA_MEMO_LEN:
             return  # (a subclass's own fault() must see every fault; a stale build)
         native = machine.native
@@ -352,9 +368,11 @@ class FaultTracer:
         ids = self._interner
         classes = RECORDED_CLASSES
         layout = (_tracerec.slot_layout(*classes), classes)
-        ctx = (self._pending, self._vmas, self._disasm, native.field_addr("insns"),
-               native.field_addr("fault_vaddr"), native.field_addr("fault_pc"),
-               machine.phys.address(), machine.phys.size, batch_bytes,
+        insns_at = native.field_addr("insns")
+        words = _CTX_WORDS.pack(insns_at, native.field_addr("fault_vaddr"),
+                                native.field_addr("fault_pc"), machine.phys.address(),
+                                machine.phys.size, batch_bytes)
+        ctx = (self._pending, self._vmas, self._disasm, words,
                FaultTracer.fault.__get__(self), self._drain, ids.ids, ids.new, layout,
                [None] * (10 * _MEMO_WAYS), self._insn_memo, [None, None] * _MEMO_WAYS,
                self._vma_memo)
@@ -362,11 +380,12 @@ class FaultTracer:
         self.fault = _tracerec.fault_recorder(ctx)  # type: ignore[method-assign]
         if {"flush.tlb_page", "flush.tlb_range"} <= self.events.kinds \
                 and type(self).tlb_flush is FaultTracer.tlb_flush:
-            flush_ctx = (self._pending, self._vmas, self._disasm, native.field_addr("insns"),
-                         batch_bytes, FaultTracer.tlb_flush.__get__(self), self._drain, machine,
+            flush_words = _CTX_WORDS.pack(insns_at, 0, 0, 0, 0, batch_bytes)
+            flush_ctx = (self._pending, self._vmas, self._disasm, flush_words,
+                         FaultTracer.tlb_flush.__get__(self), self._drain, machine.kern,
                          ids.ids, ids.new, "page", "range", _FLUSH_KINDS["page"],
                          _FLUSH_KINDS["range"], layout, [None] * (10 * _MEMO_WAYS),
-                         self._vma_memo)
+                         self._vma_memo, self._insn_pages)
             self.tlb_flush = _tracerec.flush_recorder(  # type: ignore[method-assign]
                 flush_ctx)
 
@@ -384,6 +403,9 @@ class FaultTracer:
             self._hot = None
             self.__dict__.pop("fault", None)  # the native recorders, if attached
             self.__dict__.pop("tlb_flush", None)
+            machine = getattr(self, "_machine", None)
+            if machine is not None and machine.kern.trace is self:
+                machine.kern.trace = self  # the kernel's probes: the methods again
             self._pending.clear()
             self._forget_placements()
             background, self._background = self._background, None
@@ -459,8 +481,17 @@ class FaultTracer:
 
     def _forget_insn_memo(self) -> None:
         """Make the C recorder's memo of instructions answer nothing (an entry of
-        _disasm was dropped: the instruction there may have changed)."""
+        _disasm was dropped: the instruction there may have changed), and
+        bring the set of cached instructions' pages down to what is left."""
         self._insn_memo[0::3] = [None] * (len(self._insn_memo) // 3)
+        self._insn_pages[:] = bytes(len(self._insn_pages))
+        for _, pc in self._disasm:
+            self._mark_insn_page(pc)
+
+    def _mark_insn_page(self, pc: int) -> None:
+        """Set the bit of ``pc``'s page in the bitmap of cached instructions' pages."""
+        i = (pc >> 12) % _INSN_PAGE_BITS
+        self._insn_pages[i >> 3] |= 1 << (i & 7)
 
     def _forget_placements(self) -> None:
         self._vmas.clear()
@@ -527,6 +558,7 @@ class FaultTracer:
                 self._disasm.clear()
                 self._forget_insn_memo()
             self._disasm[key] = text
+            self._mark_insn_page(pc)
         return text
 
     # --- the TraceSink protocol ---------------------------------------------------------
@@ -611,8 +643,10 @@ class FaultTracer:
             self._forget_insn_memo()
         elif kind != "icache" and disasm:
             cid = mm.context_id
-            for key in [k for k in disasm if k[0] == cid and start <= k[1] < end]:
+            dropped = [k for k in disasm if k[0] == cid and start <= k[1] < end]
+            for key in dropped:
                 del disasm[key]
+            if dropped:
                 self._forget_insn_memo()
         hot = self._hot
         name = _FLUSH_KINDS.get(kind, "flush.tlb_mm")

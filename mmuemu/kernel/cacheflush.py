@@ -186,9 +186,10 @@ class Arm64CacheFlush(CacheFlushArch):
         self.sync_icache_aliases(start, start + PAGE_SIZE)
         SetPage(page, PG_dcache_clean)
         self.calls["sync_icache_dcache"] += 1
-        if kern.trace is not None:
-            kern.trace.tlb_flush(mm, "icache", addr & ~(PAGE_SIZE - 1),
-                                 (addr & ~(PAGE_SIZE - 1)) + PAGE_SIZE)
+        trace_tlb_flush = kern.tracepoints.tlb_flush
+        if trace_tlb_flush is not None:
+            trace_tlb_flush(mm, "icache", addr & ~(PAGE_SIZE - 1),
+                            (addr & ~(PAGE_SIZE - 1)) + PAGE_SIZE)
 
     def flush_dcache_page(self, kern: "Kernel", page: Page) -> None:
         """flush_dcache_folio(): the kernel wrote the page; instruction fetch

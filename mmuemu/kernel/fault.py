@@ -125,16 +125,16 @@ def user_addr_fault(task: TaskStruct, address: int, access: AccessType,
             return _signalled(task, address, access, user, SIGBUS, 2, vma, vmf)
         return _signalled(task, address, access, user, SIGSEGV, SEGV_ACCERR, vma, vmf)
     major = ret & _MAJOR != 0
-    trace = mm.kernel.trace
-    if trace is not None:
-        trace.fault(task, address, access._value_, vmf, vma, major, 0, user)
+    trace_page_fault = mm.kernel.tracepoints.page_fault
+    if trace_page_fault is not None:
+        trace_page_fault(task, address, access._value_, vmf, vma, major, 0, user)
     return 0, 0, vmf.kind, major, vma, vmf
 
 
 def _signalled(task: TaskStruct, address: int, access: AccessType, user: bool, signal: int,
                si_code: int, vma: Optional[VmAreaStruct], vmf: Optional[VmFault]) -> FaultResult:
     """The outcome of a fault that ends in ``signal``, recorded in the trace."""
-    trace = task.mm.kernel.trace
-    if trace is not None:
-        trace.fault(task, address, access._value_, vmf, vma, False, signal, user)
+    trace_page_fault = task.mm.kernel.tracepoints.page_fault
+    if trace_page_fault is not None:
+        trace_page_fault(task, address, access._value_, vmf, vma, False, signal, user)
     return signal, si_code, None if vmf is None else vmf.kind, False, vma, vmf

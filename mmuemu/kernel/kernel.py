@@ -23,7 +23,7 @@ from mmuemu.kernel.swap import Lruvec, del_page_from_lru_list
 from mmuemu.kernel.swap_state import init_swapper_space
 from mmuemu.kernel.swapfile import SwapState
 from mmuemu.kernel.tlbflush import TlbFlushOps
-from mmuemu.kernel.tracepoints import TraceSink
+from mmuemu.kernel.tracepoints import Tracepoints, TraceSink
 
 if TYPE_CHECKING:
     from mmuemu.kernel.sched import TaskStruct
@@ -90,8 +90,9 @@ class Kernel:
         self.fault_around_pages = max(1, config.fault_around_bytes >> 12)
         self._next_context_id = 1
         self.vfs = Vfs(self, root)
-        #: tracepoint sink; None when tracing is off
-        self.trace: TraceSink | None = None
+        #: the tracepoints: the sink (:attr:`trace`) and the probes of the two
+        #: frequent events
+        self.tracepoints = Tracepoints()
         #: the kernel log (printk); the machine points it at stderr or --log FILE
         self.printk: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
         from mmuemu.kernel.proc import MtestInspector
@@ -100,6 +101,17 @@ class Kernel:
         #: every task by pid (the pid hash), including zombies until reaped
         self.tasks: dict[int, "TaskStruct"] = {}
         self._next_pid = 2
+
+    @property
+    def trace(self) -> TraceSink | None:
+        """The tracepoint sink; None when tracing is off."""
+        return self.tracepoints.sink
+
+    @trace.setter
+    def trace(self, sink: TraceSink | None) -> None:
+        """Attach ``sink`` (None: detach), its probes bound to its methods as
+        they are now (see :meth:`Tracepoints.attach`)."""
+        self.tracepoints.attach(sink)
 
     def alloc_pid(self) -> int:
         """alloc_pid(): the next pid (pid 1 is the program mmuemu runs)."""

@@ -158,3 +158,47 @@ def test_the_placement_memo_keeps_no_vma_alive(tmp_path: Path) -> None:
     assert tracer._vma_memo == [None] * len(tracer._vma_memo)
     gc.collect()
     assert ref() is None
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_flush_over_a_cached_instruction_is_left_to_the_python_method(
+        tmp_path: Path, arch: str) -> None:
+    """The C flush recorder tests a flushed page's bit in the tracer's bitmap
+    of cached instructions' pages instead of scanning the cache. A flush
+    over the page of a cached instruction must reach the Python method,
+    which drops it (the code there may have changed); a flush of another
+    page, which the C recorder takes, keeps it. The recorder is set up to
+    take each: the flushed page's VMA is the mm's cached VMA, its placement
+    known."""
+    from mmuemu.config import KernelConfig, RunConfig
+    from mmuemu.emu.machine import Machine
+    from mmuemu.kernel.mmap import find_vma
+    from tests.trace.harness import guest_path
+
+    tracer = tracing.FaultTracer(tmp_path / "t.mmtrace")
+    machine = Machine(guest_path(arch, "anon_touch"), ["4"], KernelConfig(),
+                      RunConfig(mode="fast", root=str(tmp_path)), tracer=tracer)
+    try:
+        flush = machine.kern.tracepoints.tlb_flush
+        assert flush is not None and "tlb_flush" in tracer.__dict__  # the C recorder
+        mm = machine.task.mm
+        pc = machine.exec.entry
+        tracer._insn(mm, pc)
+        key = (mm.context_id, pc)
+        before = tracer.n_events
+
+        def cached_vma(addr: int) -> None:
+            vma = find_vma(mm, addr)  # (now the mm's cached VMA)
+            assert vma is not None and vma.vm_start <= addr
+            tracer._placement(mm, vma, addr)
+
+        stack = (mm.start_stack & ~0xFFF) - 4096
+        cached_vma(stack)
+        flush(mm, "page", stack, stack + 4096)
+        assert key in tracer._disasm and tracer.n_events == before + 1
+        page = pc & ~0xFFF
+        cached_vma(page)
+        flush(mm, "page", page, page + 4096)
+        assert key not in tracer._disasm and tracer.n_events == before + 2
+    finally:
+        tracer.close()

@@ -19,8 +19,8 @@
  *
  * record_fault(ctx, task, address, access, vmf, vma, major, signal, user) and
  * record_flush(ctx, mm, kind, start, end), with ctx the tuples FaultTracer
- * makes (CTX_* and FL_* below); the tracer binds them with functools.partial
- * as its `fault` and `tlb_flush` attributes.
+ * makes (CTX_* and FL_* below); fault_recorder / flush_recorder bind them to
+ * their ctx, and the tracer sets the results as its `fault` and `tlb_flush`.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,12 +32,7 @@ enum {
     CTX_PENDING,     /* bytearray: the packed records */
     CTX_VMAS,        /* dict: VMA -> (snapshot tuple, placement) */
     CTX_DISASM,      /* dict: (context_id, pc) -> instruction text */
-    CTX_INSNS,       /* int: address of the native state's insns (uint64) */
-    CTX_FAULT_VADDR, /* int: address of fault_vaddr (uint64) */
-    CTX_FAULT_PC,    /* int: address of fault_pc (uint64) */
-    CTX_PHYS,        /* int: host address of guest physical memory */
-    CTX_PHYS_SIZE,   /* int: its size in bytes */
-    CTX_BATCH,       /* int: drain when the bytearray holds this many bytes */
+    CTX_WORDS,       /* bytes: a struct ctx_words (the addresses and sizes below) */
     CTX_SLOW,        /* callable: the Python FaultTracer.fault (same arguments) */
     CTX_DRAIN,       /* callable: FaultTracer._drain() */
     CTX_IDS,         /* dict: object -> number (Interner.ids) */
@@ -60,11 +55,10 @@ enum {
     FL_PENDING,      /* as CTX_PENDING */
     FL_VMAS,         /* as CTX_VMAS */
     FL_DISASM,       /* as CTX_DISASM */
-    FL_INSNS,        /* as CTX_INSNS */
-    FL_BATCH,        /* as CTX_BATCH */
+    FL_WORDS,        /* as CTX_WORDS (insns_at and batch are read) */
     FL_SLOW,         /* callable: the Python FaultTracer.tlb_flush */
     FL_DRAIN,        /* as CTX_DRAIN */
-    FL_MACHINE,      /* the Machine: its `task` is the running task */
+    FL_KERNEL,       /* the Kernel: its `current` is the running task */
     FL_IDS,          /* as CTX_IDS */
     FL_NEW,          /* as CTX_NEW */
     FL_PAGE,         /* str: "page", the kind the kernel passes */
@@ -74,7 +68,24 @@ enum {
     FL_LAYOUT,       /* as CTX_LAYOUT */
     FL_IDS_MEMO,     /* as CTX_IDS_MEMO (a list of its own) */
     FL_VMA_MEMO,     /* as CTX_VMA_MEMO (the same list) */
+    FL_INSN_PAGES,   /* bytearray: a bitmap of the pages (pc >> 12) of the instructions in
+                      * the disassembly cache, of any address space (INSN_PAGE_BITS
+                      * bits; more set than needed is harmless) */
     FL_N
+};
+
+/*
+ * The numbers a record reads, packed once when the tracer attaches
+ * (struct.pack("=6Q", ...), WORDS_SIZE bytes) and copied out in one go,
+ * instead of six ints converted on every record.
+ */
+struct ctx_words {
+    uint64_t insns_at;       /* address of the native state's insns (uint64) */
+    uint64_t fault_vaddr_at; /* address of fault_vaddr (uint64); 0 in a flush ctx */
+    uint64_t fault_pc_at;    /* address of fault_pc (uint64); 0 in a flush ctx */
+    uint64_t phys;           /* host address of guest physical memory; 0 in a flush ctx */
+    uint64_t phys_size;      /* its size in bytes */
+    uint64_t batch;          /* drain when the bytearray holds this many bytes */
 };
 
 /*
@@ -124,7 +135,7 @@ struct record {
 
 /* interned strings, set once at import: the attribute names (A_*) and a few more */
 static PyObject *s_attr[A_N];
-static PyObject *s_value, *s_task, *s_empty;
+static PyObject *s_value, *s_current, *s_empty;
 static const char *const attr_names[A_N] = {
     [A_VMF_KIND] = "kind", [A_VMF_DETAIL] = "detail", [A_VMF_PTE_PA] = "pte_pa",
     [A_TASK_MM] = "mm", [A_TASK_PID] = "pid",
@@ -136,7 +147,8 @@ static const char *const attr_names[A_N] = {
 };
 
 /* obj.<attribute a> (new reference), through @layout where it can */
-static PyObject *get_attr(const struct slot_ref *layout, int a, PyObject *obj)
+static inline __attribute__((always_inline)) PyObject *get_attr(const struct slot_ref *layout,
+                                                             int a, PyObject *obj)
 {
     const struct slot_ref *ref = &layout[a];
     if (Py_TYPE(obj) == ref->type && ref->offset >= 0) {
@@ -193,7 +205,9 @@ static int as_u64_slow(PyObject *o, uint64_t *out)
  * value above 2**30 (each address here), a third of the record's cost; the
  * sign and bit-count checks make the masking conversion exact. Inline: a
  * record reads some fifteen ints, nearly all of them below 2**60. */
-static inline int as_u64(PyObject *o, uint64_t *out)
+/* (always inline, as get_attr: a record makes a dozen of these calls, each
+ * some ten instructions of call overhead out of line) */
+static inline __attribute__((always_inline)) int as_u64(PyObject *o, uint64_t *out)
 {
 #if PY_VERSION_HEX < 0x030C0000
     /* CPython 3.11: ob_size is the signed number of 30-bit digits; an int
@@ -218,12 +232,17 @@ static inline int as_u64(PyObject *o, uint64_t *out)
     return as_u64_slow(o, out);
 }
 
-static inline int ctx_u64(PyObject *ctx, int i, uint64_t *out)
+/* ctx[i], a struct ctx_words, copied to *out: 0, or -1 with an error */
+static inline int ctx_words(PyObject *ctx, int i, struct ctx_words *out)
 {
-    int r = as_u64(PyTuple_GET_ITEM(ctx, i), out);
-    if (r == 0 && !PyErr_Occurred())
-        PyErr_Format(PyExc_TypeError, "tracerec: ctx[%d] is not a 64-bit int", i);
-    return r == 1 ? 0 : -1;
+    PyObject *b = PyTuple_GET_ITEM(ctx, i);
+    if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) != (Py_ssize_t)sizeof *out) {
+        PyErr_Format(PyExc_TypeError, "tracerec: ctx[%d] is not %zu bytes of words", i,
+                     sizeof *out);
+        return -1;
+    }
+    memcpy(out, PyBytes_AS_STRING(b), sizeof *out);
+    return 0;
 }
 
 static uint64_t read_u64_at(uint64_t addr)
@@ -278,20 +297,27 @@ static const int snap_fields[] = {A_VM_START, A_VM_END, A_VM_FLAGS, A_VM_OPS, A_
 static int placement_memo(const struct slot_ref *L, PyObject *memo, PyObject *vma, PyObject *mm,
                           uint64_t addr, PyObject **pl)
 {
+    PyObject *const *items = ((PyListObject *)memo)->ob_item;
     uint64_t start, end;
 
-    if (PyList_GET_ITEM(memo, 0) != vma)
+    if (items[0] != vma)
         return 0;
-    for (int k = 0; k < SNAP_LEN; k++) {
-        PyObject *v = peek_attr(L, snap_fields[k], k < SNAP_VMA_FIELDS ? vma : mm);
-        if (!v || v != PyList_GET_ITEM(memo, 2 + k))
-            return 0;
-    }
-    if (as_u64(PyList_GET_ITEM(memo, 2), &start) != 1 ||
-        as_u64(PyList_GET_ITEM(memo, 3), &end) != 1)
+    /* the fields read in place, their classes checked once (each VMA field's
+     * layout entry names the VMA class, each mm field's the mm class) */
+    if (Py_TYPE(vma) != L[A_VM_START].type || Py_TYPE(mm) != L[A_MM_START_BRK].type)
+        return 0;
+    /* snap_fields, in its order, unrolled */
+#define SAME(obj, a, i) \
+    (L[a].offset >= 0 && *(PyObject **)((char *)(obj) + L[a].offset) == items[2 + (i)])
+    if (!(SAME(vma, A_VM_START, 0) && SAME(vma, A_VM_END, 1) && SAME(vma, A_VM_FLAGS, 2) &&
+          SAME(vma, A_VM_OPS, 3) && SAME(vma, A_VM_FILE, 4) && SAME(vma, A_VM_PRIVATE_DATA, 5) &&
+          SAME(mm, A_MM_START_BRK, 6) && SAME(mm, A_MM_END_DATA, 7)))
+        return 0;
+#undef SAME
+    if (as_u64(items[2], &start) != 1 || as_u64(items[3], &end) != 1)
         return 0;
     if (start <= addr && addr < end)
-        *pl = PyList_GET_ITEM(memo, 1);
+        *pl = items[1];
     return 1;
 }
 
@@ -553,7 +579,8 @@ static int record(PyObject *ctx, PyObject *const *a)
              *major = a[5], *signal = a[6], *user = a[7];
     PyObject *kind = NULL, *detail = NULL, *mm = NULL, *tmp = NULL, *key = NULL, *memo;
     PyObject *pl = Py_None, *insn = s_empty; /* borrowed */
-    uint64_t memo_pc, batch;
+    uint64_t memo_pc;
+    struct ctx_words w;
     struct record rec = {.tag = TAG_FAULT};
     const struct slot_ref *L;
     uint64_t sig;
@@ -561,7 +588,7 @@ static int record(PyObject *ctx, PyObject *const *a)
 
     if (vmf == Py_None || !PyByteArray_Check(PyTuple_GET_ITEM(ctx, CTX_PENDING)))
         return 0;
-    if (!(L = ctx_layout(ctx, CTX_LAYOUT)))
+    if (!(L = ctx_layout(ctx, CTX_LAYOUT)) || ctx_words(ctx, CTX_WORDS, &w))
         return -1;
     if ((r = as_u64(address, &rec.addr)) != 1 || (r = as_u64(signal, &sig)) != 1)
         return r;
@@ -604,7 +631,7 @@ static int record(PyObject *ctx, PyObject *const *a)
 
     /* the PTE's raw value, where the handler left its address */
     if (!rec.signal) {
-        uint64_t pa, phys, size;
+        uint64_t pa;
         if (!(tmp = get_attr(L, A_VMF_PTE_PA, vmf)))
             goto out;
         r = tmp == Py_None ? 0 : as_u64(tmp, &pa);
@@ -613,13 +640,11 @@ static int record(PyObject *ctx, PyObject *const *a)
             ret = r < 0 ? -1 : 0;
             goto out;
         }
-        if (ctx_u64(ctx, CTX_PHYS, &phys) || ctx_u64(ctx, CTX_PHYS_SIZE, &size))
-            goto out;
-        if ((pa >> 3) >= size / 8) {
+        if ((pa >> 3) >= w.phys_size / 8) {
             ret = 0;
             goto out;
         }
-        rec.b = read_u64_at(phys + (pa >> 3) * 8);
+        rec.b = read_u64_at(w.phys + (pa >> 3) * 8);
         rec.flags |= F_PTE;
     }
 
@@ -638,15 +663,12 @@ static int record(PyObject *ctx, PyObject *const *a)
 
     /* the pc the fill hook published for this fault, and its instruction */
     if (is_user) {
-        uint64_t vaddr_at, pc_at;
         PyObject *cid, *pc;
-        if (ctx_u64(ctx, CTX_FAULT_VADDR, &vaddr_at) || ctx_u64(ctx, CTX_FAULT_PC, &pc_at))
-            goto out;
-        if (read_u64_at(vaddr_at) != rec.addr) {
+        if (read_u64_at(w.fault_vaddr_at) != rec.addr) {
             ret = 0;
             goto out;
         }
-        rec.a = read_u64_at(pc_at);
+        rec.a = read_u64_at(w.fault_pc_at);
         rec.flags |= F_PC;
         if (!(cid = get_attr(L, A_MM_CONTEXT_ID, mm)))
             goto out;
@@ -696,21 +718,15 @@ static int record(PyObject *ctx, PyObject *const *a)
         ret = r;
         goto out;
     }
-    {
-        uint64_t at;
-        if (ctx_u64(ctx, CTX_INSNS, &at))
-            goto out;
-        rec.insns = read_u64_at(at);
-    }
+    rec.insns = read_u64_at(w.insns_at);
     rec.objs[0] = kind;
     rec.objs[1] = detail;
     rec.objs[2] = access;
     rec.objs[3] = insn;
     rec.objs[4] = pl;
-    if (ctx_u64(ctx, CTX_BATCH, &batch) ||
-        append_record(PyTuple_GET_ITEM(ctx, CTX_PENDING), PyTuple_GET_ITEM(ctx, CTX_IDS),
+    if (append_record(PyTuple_GET_ITEM(ctx, CTX_PENDING), PyTuple_GET_ITEM(ctx, CTX_IDS),
                       PyTuple_GET_ITEM(ctx, CTX_NEW), PyTuple_GET_ITEM(ctx, CTX_IDS_MEMO),
-                      &rec, batch_reserve(batch)) < 0)
+                      &rec, batch_reserve(w.batch)) < 0)
         goto out;
     ret = 1;
 out:
@@ -721,13 +737,14 @@ out:
     return ret;
 }
 
-/* After a record: drain when the batch is full. New reference or NULL. */
-static PyObject *after_record(PyObject *ctx, int pending_i, int batch_i, int drain_i)
+/* After a record: drain when the batch (ctx[words_i].batch) is full. New
+ * reference or NULL. */
+static PyObject *after_record(PyObject *ctx, int pending_i, int words_i, int drain_i)
 {
-    uint64_t batch;
-    if (ctx_u64(ctx, batch_i, &batch))
+    struct ctx_words w;
+    if (ctx_words(ctx, words_i, &w))
         return NULL;
-    if ((uint64_t)PyByteArray_GET_SIZE(PyTuple_GET_ITEM(ctx, pending_i)) >= batch)
+    if ((uint64_t)PyByteArray_GET_SIZE(PyTuple_GET_ITEM(ctx, pending_i)) >= w.batch)
         return PyObject_CallNoArgs(PyTuple_GET_ITEM(ctx, drain_i));
     Py_RETURN_NONE;
 }
@@ -752,7 +769,7 @@ static PyObject *record_fault(PyObject *ctx, PyObject *const *args, Py_ssize_t n
         return NULL;
     if (r == 0)
         return PyObject_Vectorcall(PyTuple_GET_ITEM(ctx, CTX_SLOW), args, NARGS, NULL);
-    return after_record(ctx, CTX_PENDING, CTX_BATCH, CTX_DRAIN);
+    return after_record(ctx, CTX_PENDING, CTX_WORDS, CTX_DRAIN);
 }
 
 static PyMethodDef record_fault_def = {
@@ -762,6 +779,57 @@ static PyMethodDef record_fault_def = {
     "path) records whatever this cannot."};
 
 /* ---- TLB-flush events ---------------------------------------------------- */
+
+/* How many pages a flush may span for insn_in_range() to test each one */
+#define INSN_PAGES_TESTED 16
+/* FL_INSN_PAGES: a bitmap of INSN_PAGE_BITS bits, bit (vpn % INSN_PAGE_BITS) */
+#define INSN_PAGE_BITS 32768
+
+/*
+ * Whether the disassembly cache may hold an instruction of @mm in [start,
+ * end): 1 yes (or a key this cannot read: Python decides), 0 no, -1 error.
+ * A flush of a few pages tests each page's bit in FL_INSN_PAGES, set for
+ * the page of every cached instruction of any address space (so a set bit
+ * may be another page's, or another mm's: Python then drops nothing and
+ * records the same); a longer range scans the cache.
+ */
+static int insn_in_range(PyObject *ctx, const struct slot_ref *L, PyObject *disasm,
+                         PyObject *mm, uint64_t start, uint64_t end)
+{
+    PyObject *pages = PyTuple_GET_ITEM(ctx, FL_INSN_PAGES), *cid, *key, *val;
+    Py_ssize_t pos = 0;
+    uint64_t pc, cid_value;
+    int r;
+
+    if (end <= start)
+        return 0;
+    if (PyByteArray_CheckExact(pages) && PyByteArray_GET_SIZE(pages) == INSN_PAGE_BITS / 8 &&
+        ((end - 1) >> 12) - (start >> 12) < INSN_PAGES_TESTED) {
+        const uint8_t *bits = (const uint8_t *)PyByteArray_AS_STRING(pages);
+        for (uint64_t vpn = start >> 12; vpn <= (end - 1) >> 12; vpn++) {
+            uint64_t i = vpn % INSN_PAGE_BITS;
+            if (bits[i >> 3] & (1u << (i & 7)))
+                return 1;
+        }
+        return 0;
+    }
+    if (!(cid = get_attr(L, A_MM_CONTEXT_ID, mm)))
+        return -1;
+    r = as_u64(cid, &cid_value);
+    Py_DECREF(cid);
+    if (r != 1)
+        return r < 0 ? -1 : 1;
+    while (PyDict_Next(disasm, &pos, &key, &val)) {
+        uint64_t key_cid;
+        if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 2 ||
+            as_u64(PyTuple_GET_ITEM(key, 0), &key_cid) != 1 ||
+            as_u64(PyTuple_GET_ITEM(key, 1), &pc) != 1)
+            return PyErr_Occurred() ? -1 : 1;
+        if (key_cid == cid_value && start <= pc && pc < end)
+            return 1;
+    }
+    return 0;
+}
 
 /*
  * record_flush's fast path: a page or range flush of the running task's mm
@@ -773,11 +841,12 @@ static int record_flush_common(PyObject *ctx, PyObject *const *a)
 {
     PyObject *mm = a[0], *kind = a[1];
     PyObject *disasm = PyTuple_GET_ITEM(ctx, FL_DISASM);
-    PyObject *task = NULL, *task_mm = NULL, *tree = NULL, *vma = NULL, *cid = NULL;
+    PyObject *task = NULL, *task_mm = NULL, *tree = NULL, *vma = NULL;
     PyObject *pl = Py_None; /* borrowed */
     struct record rec = {.tag = TAG_OTHER, .flags = F_PLACED, .c = -1};
     const struct slot_ref *L;
-    uint64_t start, end, at;
+    uint64_t start, end;
+    struct ctx_words w;
     int ret = -1, r;
 
     if (kind == PyTuple_GET_ITEM(ctx, FL_PAGE))
@@ -794,32 +863,16 @@ static int record_flush_common(PyObject *ctx, PyObject *const *a)
         return -1;
 
     /* a cached instruction in the flushed range: Python drops it */
-    if (PyDict_GET_SIZE(disasm)) {
-        Py_ssize_t pos = 0;
-        PyObject *key, *val;
-        uint64_t pc;
-        if (!(cid = get_attr(L, A_MM_CONTEXT_ID, mm)))
-            return -1;
-        while (PyDict_Next(disasm, &pos, &key, &val)) {
-            if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 2) {
-                ret = 0;
-                goto out;
-            }
-            r = PyObject_RichCompareBool(PyTuple_GET_ITEM(key, 0), cid, Py_EQ);
-            if (r < 0)
-                goto out;
-            if (!r)
-                continue;
-            r = as_u64(PyTuple_GET_ITEM(key, 1), &pc);
-            if (r != 1 || (start <= pc && pc < end)) {
-                ret = r < 0 ? -1 : 0;
-                goto out;
-            }
-        }
-    }
+    if (PyDict_GET_SIZE(disasm) && (r = insn_in_range(ctx, L, disasm, mm, start, end)) != 0)
+        return r < 0 ? -1 : 0;
 
-    if (!(task = PyObject_GetAttr(PyTuple_GET_ITEM(ctx, FL_MACHINE), s_task)) ||
-        !(task_mm = get_attr(L, A_TASK_MM, task)))
+    if (!(task = PyObject_GetAttr(PyTuple_GET_ITEM(ctx, FL_KERNEL), s_current)))
+        goto out;
+    if (task == Py_None) {
+        ret = 0; /* no task runs yet: Python finds the owner */
+        goto out;
+    }
+    if (!(task_mm = get_attr(L, A_TASK_MM, task)))
         goto out;
     if (task_mm != mm) {
         ret = 0; /* another task's mm: Python finds its owner */
@@ -841,9 +894,9 @@ static int record_flush_common(PyObject *ctx, PyObject *const *a)
         ret = r;
         goto out;
     }
-    if (ctx_u64(ctx, FL_INSNS, &at))
+    if (ctx_words(ctx, FL_WORDS, &w))
         goto out;
-    rec.insns = read_u64_at(at);
+    rec.insns = read_u64_at(w.insns_at);
     /* _OTHER: addr = start, a = length, b = result 0, c = page -1, d = flags 0,
      * kind, outcome "", role None (placed), placement */
     rec.addr = start;
@@ -852,14 +905,12 @@ static int record_flush_common(PyObject *ctx, PyObject *const *a)
     rec.objs[2] = Py_None;
     rec.objs[3] = Py_None;
     rec.objs[4] = pl;
-    if (ctx_u64(ctx, FL_BATCH, &at) ||
-        append_record(PyTuple_GET_ITEM(ctx, FL_PENDING), PyTuple_GET_ITEM(ctx, FL_IDS),
+    if (append_record(PyTuple_GET_ITEM(ctx, FL_PENDING), PyTuple_GET_ITEM(ctx, FL_IDS),
                       PyTuple_GET_ITEM(ctx, FL_NEW), PyTuple_GET_ITEM(ctx, FL_IDS_MEMO),
-                      &rec, batch_reserve(at)) < 0)
+                      &rec, batch_reserve(w.batch)) < 0)
         goto out;
     ret = 1;
 out:
-    Py_XDECREF(cid);
     Py_XDECREF(task);
     Py_XDECREF(task_mm);
     Py_XDECREF(tree);
@@ -882,7 +933,7 @@ static PyObject *record_flush(PyObject *ctx, PyObject *const *args, Py_ssize_t n
         return NULL;
     if (r == 0)
         return PyObject_Vectorcall(PyTuple_GET_ITEM(ctx, FL_SLOW), args, 4, NULL);
-    return after_record(ctx, FL_PENDING, FL_BATCH, FL_DRAIN);
+    return after_record(ctx, FL_PENDING, FL_WORDS, FL_DRAIN);
 }
 
 static PyMethodDef record_flush_def = {
@@ -990,7 +1041,7 @@ PyMODINIT_FUNC PyInit__tracerec(void)
         PyObject **slot;
         const char *name;
     } names[] = {
-        {&s_value, "_value_"}, {&s_empty, ""}, {&s_task, "task"},
+        {&s_value, "_value_"}, {&s_empty, ""}, {&s_current, "current"},
     };
     PyObject *m;
 
@@ -1005,7 +1056,9 @@ PyMODINIT_FUNC PyInit__tracerec(void)
     m = PyModule_Create(&tracerec_module);
     if (m && (PyModule_AddIntConstant(m, "RECORD_SIZE", RECORD_SIZE) < 0 ||
               PyModule_AddIntConstant(m, "MEMO_WAYS", MEMO_WAYS) < 0 ||
-              PyModule_AddIntConstant(m, "VMA_MEMO_LEN", VMA_MEMO_LEN) < 0)) {
+              PyModule_AddIntConstant(m, "VMA_MEMO_LEN", VMA_MEMO_LEN) < 0 ||
+              PyModule_AddIntConstant(m, "WORDS_SIZE", sizeof(struct ctx_words)) < 0 ||
+              PyModule_AddIntConstant(m, "INSN_PAGE_BITS", INSN_PAGE_BITS) < 0)) {
         Py_DECREF(m);
         return NULL;
     }
