@@ -454,10 +454,12 @@ class FaultTracer:
         recs = self._pending
         if not recs:
             return
-        batch: Batch = (self._interner.take_new(), bytes(recs))
         if self._background is not None:
-            self._background.send(batch)  # type: ignore[arg-type]
+            # the bytearray itself: marshal copies it into the frame (the child
+            # reads bytes), so the records are not copied twice
+            self._background.send((self._interner.take_new(), recs))
         elif self._sink is not None:
+            batch: Batch = (self._interner.take_new(), bytes(recs))
             self._sink.consume(batch)
         else:
             return

@@ -94,6 +94,19 @@ _BOOT = ("import os, sys\n"
          "_child_main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])\n")
 
 
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """Write ``parts`` to ``fd`` in order, in as few ``writev`` calls as the
+    pipe takes (a blocking pipe takes all but when a signal interrupts it)."""
+    views = [memoryview(p) for p in parts if p]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
+
+
 def _child_env() -> dict[str, str]:
     """The emulator's environment, with its module search path: the child
     must import the same mmuemu (and the sink factory's module)."""
@@ -177,20 +190,30 @@ class BackgroundWriter:
         except BrokenPipeError:
             self._broken = "the trace writer process exited early"
 
-    def send(self, batch: list[Any]) -> None:
-        """Hand ``batch`` (ints, floats, strings, None, bools and tuples of those) over."""
+    def send(self, batch: Any) -> None:
+        """Hand ``batch`` (ints, floats, strings, None, bools, bytes-like objects,
+        and tuples and lists of those; a bytes-like object arrives as bytes)
+        over, at once: the frame is written before this returns."""
         if not self._started:
             raise ValueError("send() before start()")
-        self._frame(marshal.dumps(batch))
+        self._frame(marshal.dumps(batch), now=True)
 
-    def _frame(self, payload: bytes) -> None:
+    def _frame(self, payload: bytes, now: bool = False) -> None:
+        """One frame: buffered, or (``now``) written through with its length in
+        one system call (one wake-up of the child's reader, where a buffered
+        length and a payload past the buffer were two writes and two)."""
         if self._data is None or self._broken is not None:
             return
         if not 0 < len(payload) <= _MAX_FRAME:
             raise ValueError("trace batch too large for one frame")
+        header = len(payload).to_bytes(_LEN_BYTES, "little")
         try:
-            self._data.write(len(payload).to_bytes(_LEN_BYTES, "little"))
-            self._data.write(payload)
+            if not now:
+                self._data.write(header)
+                self._data.write(payload)
+                return
+            self._data.flush()  # what is buffered goes first
+            _write_all(self._data.fileno(), [header, payload])
         except BrokenPipeError:
             self._broken = "the trace writer process exited early"
 

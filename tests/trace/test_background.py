@@ -128,6 +128,47 @@ def test_batches_arrive_in_order_and_finish_reports(tmp_path: Path) -> None:
     assert w.close() == info  # idempotent
 
 
+def test_a_sent_batch_is_in_the_pipe_when_send_returns(tmp_path: Path) -> None:
+    """send() writes its frame through, not into a buffer that waits for the
+    next one: the batch the machine hands over before a task's exit reaches
+    the child while the address space is torn down. The child's sink notes
+    each batch as it takes it, so the note appears while the writer waits."""
+    import time
+    log = tmp_path / "log"
+    w = BackgroundWriter(_RecordingSink)
+    w.start((str(log), None))
+    w.send([1, 2])  # a small frame, far below any buffer
+    deadline = time.monotonic() + 30
+    while "batch 2" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "the batch did not reach the child"
+        time.sleep(0.01)
+    w.close()
+
+
+def test_a_frame_survives_partial_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blocking pipe write returns short when a signal interrupts it; the
+    frame's rest follows, in order, so the child reads the same stream."""
+    import os
+    from mmuemu.trace import background
+    real = os.writev
+    calls: list[int] = []
+
+    def short_writev(fd: int, buffers: list[Any]) -> int:
+        data = b"".join(bytes(b) for b in buffers)[:7]  # at most 7 bytes a call
+        calls.append(len(data))
+        return real(fd, [data])
+
+    monkeypatch.setattr(background.os, "writev", short_writev)
+    log = tmp_path / "log"
+    w = BackgroundWriter(_RecordingSink)
+    w.start((str(log), None))
+    w.send(list(range(50)))
+    w.send(list(range(3)))
+    info = w.close()
+    assert info["events"] == 53 and len(calls) > 10
+    assert log.read_text().split("\n") == ["start", "batch 50", "batch 3", "finish", ""]
+
+
 class _SchedulingSink:
     """Reports how the child's threads are scheduled: (policy, nice) of each."""
 
