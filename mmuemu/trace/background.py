@@ -279,20 +279,34 @@ def _shutdown(state: _ChildState) -> None:
 def _read_frames(data_fd: int, frames: "queue.SimpleQueue[Optional[bytes]]") -> None:
     """The child's reader thread: frames off the pipe as they come (the end
     marker as b"", a broken stream as None), so the emulator never waits on
-    a full pipe while the child is still importing."""
+    a full pipe while the child is still importing.
+
+    While the main thread imports it holds the GIL, and this thread gets it
+    once a switch interval (5 ms), about as often as the emulator sends a
+    batch. So each turn takes all the pipe holds, in one read of up to the
+    pipe's size, and splits the frames out without another system call (a
+    read of the length and then of the payload, each a wait for the GIL,
+    fell behind and the emulator waited on a full pipe for tens of ms)."""
     try:
-        inp = os.fdopen(data_fd, "rb", buffering=1 << 20)
+        buf = bytearray()
         while True:
-            head = inp.read(_LEN_BYTES)
-            n = int.from_bytes(head, "little") if len(head) == _LEN_BYTES else -1
-            if n == 0:
-                frames.put(b"")
-                return
-            payload = inp.read(n) if n > 0 else b""
-            if n < 0 or len(payload) < n:
+            chunk = os.read(data_fd, _PIPE_BYTES)
+            if not chunk:
                 frames.put(None)
                 return
-            frames.put(payload)
+            buf += chunk
+            pos = 0
+            with memoryview(buf) as view:
+                while len(buf) - pos >= _LEN_BYTES:
+                    n = int.from_bytes(view[pos:pos + _LEN_BYTES], "little")
+                    if n == 0:
+                        frames.put(b"")
+                        return
+                    if len(buf) - pos - _LEN_BYTES < n:
+                        break
+                    frames.put(bytes(view[pos + _LEN_BYTES:pos + _LEN_BYTES + n]))
+                    pos += _LEN_BYTES + n
+            del buf[:pos]
     except BaseException:
         frames.put(None)
 

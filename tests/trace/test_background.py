@@ -169,6 +169,47 @@ def test_a_frame_survives_partial_writes(tmp_path: Path, monkeypatch: pytest.Mon
     assert log.read_text().split("\n") == ["start", "batch 50", "batch 3", "finish", ""]
 
 
+def test_the_reader_splits_frames_however_the_pipe_delivers_them() -> None:
+    """The child's reader takes all the pipe holds at once: several frames in
+    one read, a frame cut across reads, and the end marker, in order."""
+    import os
+    import queue
+    import threading
+    from mmuemu.trace.background import _read_frames
+
+    payloads = [b"a" * 10, b"b", b"c" * 70_000, b"d" * 3]
+    stream = b"".join(len(p).to_bytes(4, "little") + p for p in payloads) + bytes(4)
+    r, w = os.pipe()
+    frames: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+    reader = threading.Thread(target=_read_frames, args=(r, frames))
+    reader.start()
+    try:
+        for cut in (3, 14, 16, 5000, 70_020, len(stream)):  # odd places, mid-length too
+            part, stream = stream[:cut], stream[cut:]
+            os.write(w, part)
+    finally:
+        os.close(w)
+        reader.join(30)
+        os.close(r)
+    got = [frames.get_nowait() for _ in range(frames.qsize())]
+    assert got == [*payloads, b""]
+
+
+def test_the_reader_reports_a_stream_cut_short() -> None:
+    """Without the end marker (the emulator died) the reader ends with None."""
+    import os
+    import queue
+    from mmuemu.trace.background import _read_frames
+
+    r, w = os.pipe()
+    os.write(w, (5).to_bytes(4, "little") + b"xy")  # three bytes of the payload missing
+    os.close(w)
+    frames: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+    _read_frames(r, frames)
+    os.close(r)
+    assert frames.get_nowait() is None and frames.empty()
+
+
 class _SchedulingSink:
     """Reports how the child's threads are scheduled: (policy, nice) of each."""
 
