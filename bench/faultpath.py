@@ -62,6 +62,7 @@ def one_run(arch: str, program: str, args: list[str], prefault: bool,
                             KernelConfig(), RunConfig(mode="fast", root=root), tracer=tracer)
         if tracer is not None:  # the recorder the fault path calls (C, bound at attach)
             tracer.fault = _timed(acc, "record", tracer.fault)  # type: ignore[method-assign]
+            m.kern.trace = tracer  # the kernel's probe is bound at attach: bind the timed one
         if prefault:
             buf = m.kern.phys.buf
             n = min(PREFAULT_BYTES, len(buf))
