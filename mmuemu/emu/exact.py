@@ -88,7 +88,7 @@ class XcCache(ctypes.Structure):
 
     _fields_ = [("sets", ctypes.c_uint32), ("ways", ctypes.c_uint32),
                 ("plru", ctypes.c_uint32), ("mru", ctypes.c_uint32),
-                ("words", ctypes.c_uint32), ("pad", ctypes.c_uint32),
+                ("words", ctypes.c_uint32), ("index_bits", ctypes.c_uint32),
                 ("hits", ctypes.c_uint64), ("misses", ctypes.c_uint64),
                 ("invalidated", ctypes.c_uint64),
                 ("e", ctypes.POINTER(XcEntry)), ("tags", ctypes.POINTER(ctypes.c_uint64)),

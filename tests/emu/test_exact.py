@@ -65,6 +65,9 @@ GEOMETRIES = [
                   "tlb.l2.replacement=plru"], id="nonpow2-plru"),
     pytest.param(["l1i=8x8", "l1d=16x4", "l2=64x4", "tlb.l1i.replacement=plru"], id="mixed"),
     pytest.param([], id="profile-default"),
+    # 16 ways and more are found through exact.c's tag index (sets of 1, 2 and 4)
+    pytest.param(["l1i=32x16", "l1d=24x24", "l2=64x16", "tlb.l2.replacement=plru"],
+                 id="wide-indexed"),
 ]
 
 

@@ -132,14 +132,15 @@ struct xc_cache {
     uint32_t plru;      /* 0 LRU, 1 bit-PLRU */
     uint32_t mru;       /* index of the most recently touched entry */
     uint32_t words;     /* 64-bit words per set in the bitmasks */
-    uint32_t pad;
+    uint32_t index_bits; /* log2 of the tag index's slots per set; 0: no index */
     uint64_t hits;
     uint64_t misses;
     uint64_t invalidated;
     struct xc_entry *e; /* sets * ways, set-major */
     uint64_t *tags;     /* sets * ways: vpn (TLB) or va >> prefix_shift(level)
                            (walk cache); NO_TAG for an invalid way. Apart from
-                           the entries, so a scan reads 8 bytes per way */
+                           the entries, so a scan reads 8 bytes per way; a
+                           wide TLB's tag index follows them (tag_index) */
     struct xc_set *set; /* sets */
     uint64_t *valid;    /* sets * words */
     uint64_t *mrubits;  /* sets * words (PLRU) */
@@ -302,11 +303,90 @@ static inline uint32_t victim(const struct xc_cache *c, uint64_t set)
     return c->set[set].tail;
 }
 
+static inline int tlb_asid_ok(const struct xc_entry *e, uint32_t asid)
+{
+    return (e->flags & XC_GLOBAL) || e->asid == asid;
+}
+
+/*
+ * The tag index of a wide TLB (INDEX_MIN_WAYS ways or more: Neoverse N1's
+ * 48-way fully associative L1 TLBs). A scan of a set's tags costs a compare
+ * per way, and a cyclic working set just over the capacity misses in L1 on
+ * every access, so every lookup scanned all 48. The index is, per set, an
+ * open-addressing table of 1 << index_bits way numbers (NIL: empty slot), at
+ * least twice the ways, keyed by a multiplicative hash of the tag, with
+ * linear probing and backward-shift deletion. It holds exactly the valid
+ * ways, so a hit or a miss is settled in about two probes. It only finds
+ * ways faster: which way matches, and every replacement decision, are the
+ * scan's. Walk caches are not indexed (they are small, and pwc_insert writes
+ * its tags directly). Stored after the tags, in the same allocation; every
+ * change of an indexed cache's tag goes through tlb_set_tag() or drop().
+ */
+#define INDEX_MIN_WAYS 16
+
+static inline uint32_t *tag_index(const struct xc_cache *c, uint64_t set)
+{
+    return (uint32_t *)(c->tags + (size_t)c->sets * c->ways) + (set << c->index_bits);
+}
+
+static inline uint32_t index_home(const struct xc_cache *c, uint64_t tag)
+{
+    return (uint32_t)((tag * 0x9E3779B97F4A7C15ull) >> (64 - c->index_bits));
+}
+
+static inline void index_add(struct xc_cache *c, uint64_t set, uint32_t w, uint64_t tag)
+{
+    uint32_t *t = tag_index(c, set);
+    const uint32_t mask = (1u << c->index_bits) - 1;
+    uint32_t i = index_home(c, tag);
+    while (t[i] != NIL)
+        i = (i + 1) & mask;
+    t[i] = w;
+}
+
+/* Remove way @w, whose tag is @tag, from @set's index (it must be there). */
+static void index_del(struct xc_cache *c, uint64_t set, uint32_t w, uint64_t tag)
+{
+    uint32_t *t = tag_index(c, set);
+    const uint64_t *tags = c->tags + set * c->ways;
+    const uint32_t mask = (1u << c->index_bits) - 1;
+    uint32_t hole = index_home(c, tag);
+    while (t[hole] != w)
+        hole = (hole + 1) & mask;
+    /* Backward shift: a later slot of the same run moves into the hole
+     * unless its home lies cyclically in (hole, j]. */
+    for (uint32_t j = (hole + 1) & mask; t[j] != NIL; j = (j + 1) & mask) {
+        const uint32_t home = index_home(c, tags[t[j]]);
+        const int stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!stays) {
+            t[hole] = t[j];
+            hole = j;
+        }
+    }
+    t[hole] = NIL;
+}
+
+/* The way of @set whose tag is @vpn and whose ASID fits, by the index, or NIL. */
+static inline uint32_t index_find(const struct xc_cache *c, uint64_t set, uint64_t vpn,
+                                  uint32_t asid)
+{
+    const uint32_t *t = tag_index(c, set);
+    const uint64_t *tags = c->tags + set * c->ways;
+    const struct xc_entry *e = c->e + set * c->ways;
+    const uint32_t mask = (1u << c->index_bits) - 1;
+    for (uint32_t i = index_home(c, vpn); t[i] != NIL; i = (i + 1) & mask)
+        if (tags[t[i]] == vpn && tlb_asid_ok(&e[t[i]], asid))
+            return t[i];
+    return NIL;
+}
+
 /* Remove way @w of @set (counted as an invalidation if @count). */
 static inline void drop(struct xc_cache *c, uint64_t set, uint32_t w, int count)
 {
     struct xc_entry *e = c->e + set * c->ways + w;
     e->flags = 0;
+    if (c->index_bits)
+        index_del(c, set, w, c->tags[set * c->ways + w]);
     c->tags[set * c->ways + w] = NO_TAG;
     bit_clear(c->valid + set * c->words, w);
     if (c->plru)
@@ -315,11 +395,6 @@ static inline void drop(struct xc_cache *c, uint64_t set, uint32_t w, int count)
         lru_unlink(c, set, w);
     if (count)
         c->invalidated++;
-}
-
-static inline int tlb_asid_ok(const struct xc_entry *e, uint32_t asid)
-{
-    return (e->flags & XC_GLOBAL) || e->asid == asid;
 }
 
 /*
@@ -338,6 +413,13 @@ static inline int tlb_lookup(struct xc_cache *c, uint64_t vpn, uint32_t asid, ui
     uint32_t w;
     if (c->tags[c->mru] == vpn && tlb_asid_ok(&c->e[c->mru], asid)) {
         w = (uint32_t)(c->mru - set * c->ways);
+    } else if (c->index_bits) {
+        w = index_find(c, set, vpn, asid);
+        if (w == NIL) {
+            c->misses++;
+            *match = NIL;
+            return 0;
+        }
     } else {
         for (w = find_tag(tags, c->ways, vpn, 0); w != NIL; w = find_tag(tags, c->ways, vpn, w + 1))
             if (tlb_asid_ok(&e[w], asid))
@@ -389,7 +471,14 @@ static void tlb_insert(struct xc_cache *c, uint64_t vpn, uint32_t asid, uint32_t
         slot = victim(c, set);
         was_valid = (e[slot].flags & XC_VALID) != 0;
     }
-    tags[slot] = vpn;
+    if (tags[slot] != vpn) {    /* (an invalid way's tag is NO_TAG) */
+        if (c->index_bits) {
+            if (tags[slot] != NO_TAG)
+                index_del(c, set, slot, tags[slot]);
+            index_add(c, set, slot, vpn);
+        }
+        tags[slot] = vpn;
+    }
     e[slot].data = 0;
     e[slot].asid = asid;
     e[slot].flags = flags | XC_VALID;
@@ -792,7 +881,7 @@ static void cache_free(struct xc_cache *c)
     c->mrubits = NULL;
 }
 
-static int cache_alloc(struct xc_cache *c)
+static int cache_alloc(struct xc_cache *c, int indexed)
 {
     c->e = NULL;
     c->tags = NULL;
@@ -801,11 +890,16 @@ static int cache_alloc(struct xc_cache *c)
     c->mrubits = NULL;
     c->mru = 0;
     c->words = (c->ways + 63) / 64;
+    c->index_bits = 0;
     if (!c->ways || !c->sets)
         return 1;
+    if (indexed && c->ways >= INDEX_MIN_WAYS)
+        while ((1u << c->index_bits) < 2 * c->ways)
+            c->index_bits++;
     const size_t n = (size_t)c->sets * c->ways, nw = (size_t)c->sets * c->words;
+    const size_t index_slots = c->index_bits ? (size_t)c->sets << c->index_bits : 0;
     c->e = calloc(n, sizeof *c->e);
-    c->tags = malloc(n * sizeof *c->tags);
+    c->tags = malloc(n * sizeof *c->tags + index_slots * sizeof(uint32_t));
     c->set = malloc(c->sets * sizeof *c->set);
     c->valid = calloc(nw, sizeof *c->valid);
     c->mrubits = calloc(nw, sizeof *c->mrubits);
@@ -817,6 +911,8 @@ static int cache_alloc(struct xc_cache *c)
         c->set[i].head = c->set[i].tail = NIL;
     for (size_t i = 0; i < n; i++)
         c->tags[i] = NO_TAG;
+    if (index_slots)
+        memset(tag_index(c, 0), 0xFF, index_slots * sizeof(uint32_t));   /* all NIL */
     return 1;
 }
 
@@ -840,9 +936,9 @@ MMUEMU_EXPORT int mmuemu_exact_alloc(struct exact_state *s)
 {
     int ok = 1;
     for (int t = 0; t < NTLBS; t++)
-        ok &= cache_alloc(&s->tlb[t]);
+        ok &= cache_alloc(&s->tlb[t], 1);
     for (int l = 0; l < CACHED_LEVELS; l++)
-        ok &= cache_alloc(&s->pwc[l]);
+        ok &= cache_alloc(&s->pwc[l], 0);
     s->owner = NULL;
     if (ok && s->nwindows) {
         s->owner = calloc((size_t)s->nwindows * s->nframes, sizeof *s->owner);
