@@ -404,7 +404,7 @@ static inline void drop(struct xc_cache *c, uint64_t set, uint32_t w, int count)
  * a set matches (see tlb_insert), so the most recently touched entry can be
  * checked first; a hit there needs no replacement update (it is the MRU).
  */
-static inline int tlb_lookup(struct xc_cache *c, uint64_t vpn, uint32_t asid, uint32_t need,
+static inline __attribute__((always_inline)) int tlb_lookup(struct xc_cache *c, uint64_t vpn, uint32_t asid, uint32_t need,
                              uint32_t *flags, uint32_t *e_asid, uint32_t *match)
 {
     const uint64_t set = set_of(c, vpn);
