@@ -217,6 +217,8 @@ def skip_sync_offset() -> int:
         uc.reg_read(rip)  # the engine initialises itself lazily, on its first use
         handle = uc._uch
         addr = handle.value if isinstance(handle, ctypes.c_void_p) else int(handle)
+        if not addr:
+            return 0
         n = int(usable(addr))
         if not 0 < n <= _PROBE_MAX:
             return 0

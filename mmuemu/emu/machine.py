@@ -258,7 +258,8 @@ class Machine:
                 # QEMU's arm64 soft-TLB page is 1 KiB by default; fills must be per
                 # 4 KiB frame. This must come before ctl_set_tlb_mode().
                 self.uc.ctl_set_page_size(4096)
-            self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)
+            # (unicorn_py3's Uc has it; mypy's view of the binding's re-exports does not)
+            self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)  # type: ignore[attr-defined]
             self.uc.mem_map_ptr(0, self.phys.size, unicorn.UC_PROT_ALL, self.phys.address())
             self.tlb.attach(self.uc)
         self.native = NativeFastPath(self.phys, self.spec.arch, self.kconfig.hw_access_flag)
@@ -380,8 +381,8 @@ class Machine:
         known = self._maint_blocks.get(key)
         if known is not None:
             n, ops = known
-            for op, k in ops:
-                self.caches.guest_executed(op, k)
+            for known_op, k in ops:
+                self.caches.guest_executed(known_op, k)
             return n | UNCACHED_BLOCK
         code = bytearray()
         va = address
@@ -589,8 +590,8 @@ class Machine:
             res = self.native.walk(pc, Access.FETCH, count=False)
             if res.ok:
                 n = min(16, 4096 - (pc & 0xFFF))
-                code = self.phys.read(res.pa | (pc & 0xFFF), n)
-                addr = effective_address(self._md, code, pc, self._read_reg, f.address)
+                insn_bytes = self.phys.read(res.pa | (pc & 0xFFF), n)
+                addr = effective_address(self._md, insn_bytes, pc, self._read_reg, f.address)
                 f = dataclasses.replace(f, address=addr)
                 self._fault = f
         vma = find_vma(self.task.mm, pc)

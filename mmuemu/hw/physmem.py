@@ -56,12 +56,12 @@ class PhysMem:
         #: the same words for one-at-a-time access: ``words[i]`` reads an int and
         #: ``words[i] = v`` stores one at about a third of a numpy scalar's cost
         #: (page-table entries are read and written one by one on every fault)
-        self.words: "memoryview | WordView" = memoryview(self.buf).cast("Q") \
+        self.words: "memoryview | WordView" = self.buf.data.cast("Q") \
             if sys.byteorder == "little" else WordView(self.u64)
         #: the same bytes as a memoryview: a page copied or cleared through it is
         #: one memmove, without numpy's slicing and dispatch (about 0.2 us a page
         #: instead of 0.5)
-        self._bytes = memoryview(self.buf)
+        self._bytes = self.buf.data
 
     @property
     def nr_frames(self) -> int:

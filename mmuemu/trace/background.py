@@ -57,7 +57,7 @@ class TraceWriterError(Exception):
 class Sink(Protocol):
     """What the child feeds: built in the child, from the first frame."""
 
-    def consume(self, batch: list[Any]) -> None:
+    def consume(self, batch: Any) -> None:
         """One batch, as the emulator sent it."""
 
     def finish(self) -> dict[str, Any]:
@@ -329,7 +329,7 @@ def _child_main(data_fd: int, result_fd: int, factory_module: str = "") -> None:
             while True:
                 payload = frames.get()
                 if payload == b"":
-                    info = sink.finish() if sink is not None else {"events": 0}
+                    info: dict[str, Any] = sink.finish() if sink is not None else {"events": 0}
                     info["cpu_seconds"] = round(time.process_time(), 6)
                     report, code = ("ok", info), 0
                     break
