@@ -320,7 +320,7 @@ static inline int tlb_asid_ok(const struct xc_entry *e, uint32_t asid)
  * ways faster: which way matches, and every replacement decision, are the
  * scan's. Walk caches are not indexed (they are small, and pwc_insert writes
  * its tags directly). Stored after the tags, in the same allocation; every
- * change of an indexed cache's tag goes through tlb_set_tag() or drop().
+ * change of an indexed cache's tag goes through tlb_insert() or drop().
  */
 #define INDEX_MIN_WAYS 16
 
@@ -404,8 +404,10 @@ static inline void drop(struct xc_cache *c, uint64_t set, uint32_t w, int count)
  * a set matches (see tlb_insert), so the most recently touched entry can be
  * checked first; a hit there needs no replacement update (it is the MRU).
  */
-static inline __attribute__((always_inline)) int tlb_lookup(struct xc_cache *c, uint64_t vpn, uint32_t asid, uint32_t need,
-                             uint32_t *flags, uint32_t *e_asid, uint32_t *match)
+/* (always inline: gcc -O2 kept it out of line for do_access's two calls) */
+static inline __attribute__((always_inline)) int
+tlb_lookup(struct xc_cache *c, uint64_t vpn, uint32_t asid, uint32_t need,
+           uint32_t *flags, uint32_t *e_asid, uint32_t *match)
 {
     const uint64_t set = set_of(c, vpn);
     struct xc_entry *e = c->e + set * c->ways;
